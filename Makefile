@@ -1,0 +1,72 @@
+# testbed-hub: JupyterHub on the testbed base station.
+#   make demo    a complete demo base station on this machine
+#   make test    everything CI runs (.ci/run calls it)
+#   make quick   lint + unit tests, for your own iterations
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+ARTIFACTS ?= artifacts
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+# Scenarios run by `make molecule`, in this order (each one: create, prepare,
+# converge, idempotence, verify, destroy). Override: make molecule SCENARIOS=docker
+SCENARIOS ?= $(filter-out default,$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
+
+.PHONY: help venv host images lint unit molecule e2e test quick demo demo-clean bench check-collections clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt -e '.[hub,notebook,sim,test]'
+	touch $@
+
+venv: $(VENV)/.stamp ## the control node's virtualenv (pinned toolchain)
+
+host: ## Docker engine, debootstrap, Chromium... on this machine (apt, root/sudo)
+	bash scripts/host-setup.sh
+
+images: host ## local base images (debootstrap), cached by content hash
+	bash scripts/build-images.sh
+
+check-collections: venv ## installed collections satisfy requirements.yml
+	python -m testbed_devtools.collections_check requirements.yml
+
+lint: venv check-collections ## yamllint, ansible-lint (production), syntax check, ruff
+	yamllint -s .
+	ansible-lint --profile production --offline
+	ansible-playbook --syntax-check -i inventory/demo site.yml
+	ruff check src tests molecule
+	ruff format --check src tests molecule
+
+unit: venv ## pytest unit tests (no Docker)
+	mkdir -p $(ARTIFACTS)/junit
+	pytest tests/unit --junitxml=$(ARTIFACTS)/junit/unit.xml
+
+molecule: venv images ## every Molecule scenario (molecule test)
+	bash scripts/molecule-all.sh $(SCENARIOS)
+
+quick: lint unit ## lint + unit tests
+
+test: ## everything CI runs: host set-up, lint, unit, Molecule, e2e, summary
+	rm -rf $(ARTIFACTS)/junit
+	$(MAKE) host venv
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) molecule
+	python -m testbed_devtools.junit_summary $(ARTIFACTS)/junit/*.xml
+
+demo: venv images ## bring up (or update) the demo base station
+	ansible-playbook -i inventory/demo playbooks/demo.yml
+
+demo-clean: venv ## remove the demo base station and its volumes
+	ansible-playbook -i inventory/demo playbooks/demo-clean.yml
+
+clean: ## remove the virtualenv, caches and artifacts (not Docker images)
+	rm -rf $(VENV) .cache $(ARTIFACTS) .pytest_cache .ruff_cache

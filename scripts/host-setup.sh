@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepare this machine (Debian 12/13 or Ubuntu, root or sudo) to run the demo and
+# the tests: Docker Engine (running), debootstrap, Chromium for the browser tests,
+# espeak-ng/sox for the simulator's recordings. Safe to run again: it installs only
+# what is missing and starts dockerd only when no engine answers.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { printf '==> %s\n' "$*"; }
+
+packages=(docker.io debootstrap python3 python3-venv python3-pip git make
+          chromium espeak-ng sox libsndfile1 curl ca-certificates iproute2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+if docker info >/dev/null 2>&1; then
+  log "Docker engine answers: $(docker info --format '{{.ServerVersion}}')"
+  exit 0
+fi
+
+if [ -d /run/systemd/system ]; then
+  log "starting docker.service"
+  $SUDO systemctl enable --now docker.service
+else
+  log "no systemd here: starting dockerd in the background (log: /var/log/dockerd.log)"
+  $SUDO sh -c 'nohup dockerd >>/var/log/dockerd.log 2>&1 &'
+fi
+for _ in $(seq 1 60); do
+  if docker info >/dev/null 2>&1; then
+    log "Docker engine answers: $(docker info --format '{{.ServerVersion}}')"
+    exit 0
+  fi
+  sleep 1
+done
+echo "ERROR: the Docker engine did not come up within 60 s; see /var/log/dockerd.log or 'journalctl -u docker'" >&2
+exit 1

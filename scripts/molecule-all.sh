@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run `molecule test` for each scenario given; keep going after a failure and
+# exit non-zero when any failed. Each scenario's log goes to artifacts/molecule/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p artifacts/molecule artifacts/junit
+failed=()
+for s in "$@"; do
+  start=$(date +%s)
+  printf '==> molecule test -s %s\n' "$s"
+  if molecule test -s "$s" 2>&1 | tee "artifacts/molecule/$s.log" | grep -E --line-buffered \
+       '(PASSED|FAILED|ERROR|passed|failed|fatal:|changed=|CRITICAL)'; then :; fi
+  rc=${PIPESTATUS[0]}
+  printf '==> %s: %s in %ss\n' "$s" "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)" "$(( $(date +%s) - start ))"
+  [ "$rc" -eq 0 ] || failed+=("$s")
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "molecule: failed scenarios: ${failed[*]} (logs in artifacts/molecule/)" >&2
+  exit 1
+fi

@@ -1,0 +1,1 @@
+"""Developer and CI tooling of the testbed-hub repository (not deployed)."""
