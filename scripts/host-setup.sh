@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 log() { printf '==> %s\n' "$*"; }
 
 packages=(docker.io debootstrap python3 python3-venv python3-pip git make
-          chromium espeak-ng sox libsndfile1 curl ca-certificates iproute2)
+          chromium espeak-ng sox libsndfile1 curl ca-certificates iproute2
+          nginx-light libnginx-mod-http-set-misc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,7 +20,16 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
+  # nginx is installed for the unit tests that run it on free ports: keep the
+  # package from starting a server on port 80 (policy-rc.d says "not now").
+  policy_set=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy_set=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy_set" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 else
   log "Debian packages present"
 fi

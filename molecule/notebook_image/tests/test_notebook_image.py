@@ -1,0 +1,167 @@
+"""The notebook_image role on the base-station instance: the built image."""
+
+import json
+import re
+
+import pytest
+
+MAX_SIZE = 1_200_000_000  # bytes, uncompressed
+
+
+@pytest.fixture(scope="module")
+def ref(host):
+    return host.file("/root/notebook_image_ref").content_string.strip()
+
+
+def run(host, ref, command, user=None):
+    opts = f"--user {user} " if user else ""
+    return host.run(f"docker run --rm {opts}--entrypoint '' {ref} {command}")
+
+
+def test_tag_is_the_content_hash(host, ref):
+    name, tag = ref.rsplit(":", 1)
+    assert name == "testbed-hub/notebook"
+    assert re.fullmatch(r"[0-9a-f]{12}", tag), tag
+    labels = json.loads(
+        host.check_output(f"docker image inspect {ref} --format '{{{{json .Config.Labels}}}}'")
+    )
+    assert labels["org.testbed-hub.content-hash"] == tag
+
+
+def test_image_size_within_budget(host, ref, record_property):
+    size = int(host.check_output(f"docker image inspect {ref} --format '{{{{.Size}}}}'"))
+    record_property("image_size_bytes", size)  # lands in the JUnit report
+    print(f"notebook image {ref}: {size / 1e6:.0f} MB uncompressed")
+    assert 0 < size <= MAX_SIZE, f"{size / 1e6:.0f} MB > {MAX_SIZE / 1e6:.0f} MB"
+
+
+def test_runs_as_jovyan_in_the_notebook_dir(host, ref):
+    out = run(host, ref, "sh -c 'id -u; id -un; pwd; stat -c %u:%n share media'")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split() == ["1000", "jovyan", "/home/jovyan/nist", "1000:share", "1000:media"]
+    config = json.loads(
+        host.check_output(f"docker image inspect {ref} --format '{{{{json .Config}}}}'")
+    )
+    assert config["User"] == "jovyan"
+    assert config["Cmd"] == ["jupyterhub-singleuser"]
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert env["TESTBED_MEDIA_DIR"] == "/home/jovyan/nist/media"
+
+
+def test_scientific_stack_imports(host, ref):
+    out = run(
+        host,
+        ref,
+        "python -c 'import testbed, testbed.data, testbed.batch, pandas, scipy, matplotlib, "
+        "soundfile, pymongo, papermill, ipywidgets; print(soundfile.__libsndfile_version__)'",
+    )
+    assert out.rc == 0, out.stderr
+    assert re.match(r"1\.\d", out.stdout.strip())
+
+
+def test_single_user_server_matches_the_hub(host, ref):
+    out = run(host, ref, "jupyterhub-singleuser --help")
+    assert out.rc == 0, out.stderr
+    assert "--log-level" in out.stdout
+    ext = run(
+        host, ref, "python -c 'from jupyterhub.singleuser.extension import JupyterHubSingleUser'"
+    )
+    assert ext.rc == 0, ext.stderr
+    assert (
+        run(
+            host, ref, "python -c 'import jupyterhub; print(jupyterhub.__version__)'"
+        ).stdout.strip()
+        == "6.1.1"
+    )
+    assert run(host, ref, "jupyter lab --version").stdout.strip().startswith("4.")
+
+
+def test_run_notebook_help(host, ref):
+    out = run(host, ref, "run-notebook --help")
+    assert out.rc == 0, out.stderr
+    assert "--experiment" in out.stdout and "--jobs" in out.stdout
+
+
+def test_jupyter_scheduler_loads_with_jupyterlab_4(host, ref):
+    out = run(host, ref, "jupyter server extension list")
+    text = out.stdout + out.stderr
+    assert re.search(r"jupyter_scheduler \S+ .*OK", text), text
+    cfg = json.loads(
+        run(host, ref, "cat /opt/notebook/etc/jupyter/jupyter_server_config.json").stdout
+    )
+    assert cfg["SchedulerApp"]["db_url"] == "sqlite:////home/jovyan/nist/.jupyter-scheduler.sqlite"
+
+
+def test_extra_ca_in_trust_store(host, ref):
+    pem = host.file(
+        "/var/lib/testbed-hub/notebook-image/certs/extra-ca-0.crt"
+    ).content_string.strip()
+    bundle = run(host, ref, "cat /etc/ssl/certs/ca-certificates.crt").stdout
+    assert pem.splitlines()[1] in bundle
+
+
+PAPERMILL_SCRIPT = """
+import nbformat as f, papermill as pm, testbed
+cells = [
+    f.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+    f.v4.new_code_cell("from testbed import record; record('y', x * 21)"),
+]
+nb = f.v4.new_notebook(cells=cells)
+nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "py"}
+f.write(nb, "/tmp/in.ipynb")
+pm.execute_notebook("/tmp/in.ipynb", "/tmp/out.ipynb", parameters={"x": 2}, progress_bar=False)
+print(testbed.read_records("/tmp/out.ipynb"))
+"""
+
+
+def test_papermill_executes_a_notebook_with_a_record(host, ref):
+    out = host.run(
+        f"docker run --rm -i --entrypoint '' {ref} python - <<'EOF'{PAPERMILL_SCRIPT}EOF"
+    )
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip().endswith("{'y': 42}")
+
+
+def test_build_context_is_managed(host):
+    dockerfile = host.file("/var/lib/testbed-hub/notebook-image/Dockerfile")
+    assert dockerfile.mode == 0o644
+    assert dockerfile.content_string.startswith("#")
+    assert "Ansible managed" in dockerfile.content_string
+    wheels = host.check_output("ls /var/lib/testbed-hub/notebook-image/wheels").split()
+    assert len(wheels) == 1 and wheels[0].endswith(".whl")
+
+
+SCHEDULER_PROBE = """
+import json, time, urllib.request
+url = "http://127.0.0.1:8888/scheduler/runtime_environments"
+req = urllib.request.Request(url, headers={"Authorization": "token verify-token"})
+for _ in range(60):
+    try:
+        print(json.dumps(json.load(urllib.request.urlopen(req, timeout=2))))
+        break
+    except OSError:
+        time.sleep(1)
+"""
+
+
+def test_jupyter_scheduler_serves_its_api_in_jupyterlab(host, ref):
+    name = "tb-notebook-image-verify"
+    host.run(f"docker rm -f {name}")
+    started = host.run(
+        f"docker run -d --name {name} {ref} jupyter lab --no-browser --ip=127.0.0.1 "
+        "--port=8888 --IdentityProvider.token=verify-token"
+    )
+    assert started.rc == 0, started.stderr
+    try:
+        out = host.run(f"docker exec -i {name} python - <<'EOF'{SCHEDULER_PROBE}EOF")
+        logs = host.run(f"docker logs {name}").stderr[-3000:]
+        assert out.rc == 0 and out.stdout.strip(), logs
+        environments = json.loads(out.stdout)
+        formats = [f["name"] for f in environments[0]["output_formats"]]
+        assert formats == ["ipynb", "html"], environments
+        # the scheduler's database lives in the notebook directory (the user's volume)
+        ls = host.run(f"docker exec {name} ls -a /home/jovyan/nist")
+        assert ".jupyter-scheduler.sqlite" in ls.stdout.split(), logs
+    finally:
+        host.run(f"docker rm -f {name}")

@@ -1,0 +1,335 @@
+"""nginx in front: auth_request SSO, identity headers, websockets, TLS, cache, bench.
+
+HTTP requests go from the control node (outside the base-station instance) to
+the instance's address, with the Host the demo's port mapping gives
+(localhost:8443 -> 443, localhost:8080 -> 80). The hub is replaced by the
+header-echo upstream (prepare.yml), the auth service is the simulator's.
+"""
+
+import json
+import shlex
+import ssl
+import time
+import uuid
+
+import pytest
+
+from testbed_proxy import checks
+from testbed_proxy.client import (
+    Target,
+    cookie_header,
+    forwarded_headers,
+    login,
+    request,
+    websocket,
+)
+
+HUB = "/jupyter/"
+ALICE = ("alice@testbed.example", "wonderland")
+BOB = ("bob@testbed.example", "")
+SECRET_FILE = "/etc/jupyterhub/secrets/proxy-auth-secret"  # noqa: S105 - a path
+
+
+def journal(host, unit, n=40):
+    return host.run(f"journalctl -u {unit} --no-pager -n {n}").stdout
+
+
+@pytest.fixture(scope="module")
+def ip(host):
+    addrs = [a for a in host.interface("eth0").addresses if ":" not in a]
+    assert addrs, "the instance has no IPv4 address on eth0"
+    return addrs[0]
+
+
+@pytest.fixture(scope="module")
+def https(ip):
+    return Target("https://localhost:8443", connect=(ip, 443), verify=False)
+
+
+@pytest.fixture(scope="module")
+def http(ip):
+    return Target("http://localhost:8080", connect=(ip, 80))
+
+
+@pytest.fixture(scope="module")
+def secret(host):
+    return host.check_output(f"cat {SECRET_FILE}").strip()
+
+
+@pytest.fixture(scope="module")
+def alice(https):
+    return checks.login_through_proxy(https, *ALICE)
+
+
+@pytest.fixture(scope="module")
+def bob(https):
+    return checks.login_through_proxy(https, *BOB)
+
+
+@pytest.fixture
+def stopped(host):
+    """Stop a unit for one test and start it again afterwards."""
+    units = []
+
+    def stop(unit):
+        host.check_output(f"systemctl stop {unit}")
+        units.append(unit)
+
+    yield stop
+    for unit in units:
+        host.check_output(f"systemctl start {unit}")
+        for _ in range(50):
+            if host.service(unit).is_running:
+                break
+            time.sleep(0.1)
+    time.sleep(0.5)
+
+
+# -- service and files -------------------------------------------------------------
+
+
+def test_nginx_running_enabled_and_listening(host):
+    svc = host.service("nginx")
+    assert svc.is_running, journal(host, "nginx")
+    assert svc.is_enabled
+    for spec in ("tcp://0.0.0.0:80", "tcp://0.0.0.0:443"):
+        assert host.socket(spec).is_listening, spec
+    for port in (8090, 8091, 8092):
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, port
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
+
+
+def test_config_valid_default_site_gone_secret_root_only(host):
+    assert host.run("nginx -t").rc == 0
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    site = host.file("/etc/nginx/sites-enabled/testbed-hub.conf")
+    assert site.is_symlink and site.linked_to == "/etc/nginx/sites-available/testbed-hub.conf"
+    snippet = host.file("/etc/nginx/snippets/testbed-hub-hub-secret.conf")
+    assert (snippet.user, snippet.group, snippet.mode) == ("root", "root", 0o600)
+    key = host.file("/etc/nginx/tls/testbed-hub.key")
+    assert (key.user, key.mode) == ("root", 0o600)
+
+
+# -- TLS and HTTP ------------------------------------------------------------------
+
+
+def test_http_redirects_to_https_on_public_port(http):
+    r = request(http, "/jupyter/hub/home?a=1&b=x%3Dy")
+    assert r.status == 301
+    assert r.header("Location") == "https://localhost:8443/jupyter/hub/home?a=1&b=x%3Dy"
+
+
+def test_self_signed_certificate_names(host):
+    text = host.check_output("openssl x509 -in /etc/nginx/tls/testbed-hub.crt -noout -text")
+    for name in ("DNS:localhost", "IP Address:127.0.0.1", "DNS:basestation.testbed.example"):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    "version,accepted",
+    [
+        (ssl.TLSVersion.TLSv1_3, True),
+        (ssl.TLSVersion.TLSv1_2, True),
+        (ssl.TLSVersion.TLSv1_1, False),
+        (ssl.TLSVersion.TLSv1, False),
+    ],
+)
+def test_tls_versions(https, version, accepted):
+    got = checks.tls_version(https, version)
+    assert (got is not None) == accepted, f"{version.name}: negotiated {got}"
+
+
+def test_security_headers_on_every_answer(https, alice):
+    for r in (
+        request(https, "/"),
+        request(https, "/jupyter/hub/api/"),
+        checks.get_as(https, "/jupyter/hub/api/", alice),
+    ):
+        assert r.header("Strict-Transport-Security") == "max-age=31536000"
+        assert r.header_all("X-Content-Type-Options") == ["nosniff"]
+        assert r.header("Referrer-Policy") == "same-origin"
+        assert "frame-ancestors 'self'" in r.header_all("Content-Security-Policy")
+    hub = checks.get_as(https, "/jupyter/hub/api/", alice)
+    assert hub.header("X-Frame-Options") is None, "X-Frame-Options DENY would break JupyterLab"
+
+
+# -- not logged in -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jupyter/hub/home",
+        "/jupyter/user/alice/lab?reset&x=1",
+        "/jupyter/hub/spawn?next=%2Fjupyter%2Fuser%2Fa%3Fb%3Dc%26d%3De&profile=a=b",
+        "/jupyter/user/alice/lab/tree/My%20Notebook%C3%A9.ipynb?a=1&b=2&c=%26%3D%2B+~",
+    ],
+)
+def test_browser_without_session_goes_to_login_with_exact_url(https, path):
+    checks.assert_login_redirect(https, path)
+
+
+@pytest.mark.parametrize(
+    "path,headers",
+    [
+        ("/jupyter/hub/api/user", [("Accept", checks.BROWSER_ACCEPT)]),
+        ("/jupyter/user/alice/api/contents", []),
+        ("/jupyter/hub/home", [("Accept", "text/html"), ("X-Requested-With", "XMLHttpRequest")]),
+        ("/jupyter/hub/home", [("Accept", "application/json")]),
+        ("/jupyter/hub/home", []),
+    ],
+)
+def test_api_xhr_json_clients_get_plain_401(https, path, headers):
+    checks.assert_plain_401(https, path, headers)
+
+
+def test_websocket_without_session_is_401(https):
+    ws = websocket(https, "/jupyter/user/alice/api/kernels/k1/channels")
+    assert ws.status == 401
+
+
+def test_hub_path_without_slash_redirects(https):
+    r = request(https, "/jupyter?x=1")
+    assert (r.status, r.header("Location")) == (302, "/jupyter/?x=1")
+
+
+@pytest.mark.parametrize("case", sorted(checks.FORGED_IDENTITY_CASES))
+def test_forged_identity_without_session_never_reaches_hub(host, https, case):
+    marker = f"forged-{case}-{uuid.uuid4().hex[:8]}"
+    for path, accept in ((f"/jupyter/hub/{marker}", True), (f"/jupyter/hub/api/{marker}", False)):
+        forged = checks.FORGED_IDENTITY_CASES[case]
+        r = request(
+            https, path, headers=([("Accept", checks.BROWSER_ACCEPT)] if accept else []) + forged
+        )
+        assert r.status == (302 if accept else 401), f"{case} {path}: {r.status} {r.body[:200]}"
+    time.sleep(0.3)
+    assert marker not in journal(host, "testbed-echo", 200), "a forged request reached the hub"
+
+
+# -- logged in ---------------------------------------------------------------------
+
+
+def test_logged_in_user_reaches_hub_with_identity_and_secret(https, alice, secret):
+    r = checks.get_as(https, "/jupyter/hub/home?a=1&b=x%3Dy", alice)
+    assert r.status == 200, r.body[:300]
+    echo = r.json()
+    assert echo["path"] == "/jupyter/hub/home?a=1&b=x%3Dy"
+    checks.assert_identity_echo(echo, ALICE[0], secret)
+    assert forwarded_headers(echo, "Host") == ["localhost:8443"]
+    assert forwarded_headers(echo, "X-Forwarded-Proto") == ["https"]
+    assert forwarded_headers(echo, "X-Scheme") == ["https"]
+    assert len(forwarded_headers(echo, "X-Real-IP")) == 1
+    assert forwarded_headers(echo, "X-Forwarded-For") == forwarded_headers(echo, "X-Real-IP")
+
+
+def test_user_without_password_logs_in_as_themself(https, bob, secret):
+    echo = checks.get_as(https, "/jupyter/hub/api/user", bob).json()
+    checks.assert_identity_echo(echo, BOB[0], secret)
+
+
+def test_wrong_password_gives_no_session(https):
+    with pytest.raises(AssertionError, match="no testbed_session cookie"):
+        login(https, ALICE[0], "not-the-password")
+
+
+@pytest.mark.parametrize("case", sorted(checks.FORGED_IDENTITY_CASES))
+def test_logged_in_user_forging_another_name_stays_themself(https, alice, secret, case):
+    forged = checks.FORGED_IDENTITY_CASES[case]
+    r = checks.get_as(https, "/jupyter/hub/api/user", alice, forged)
+    assert r.status == 200
+    echo = r.json()
+    checks.assert_identity_echo(echo, ALICE[0], secret)
+    assert not any("mallory" in v for _, v in echo["headers"]), echo["headers"]
+
+
+def test_tampered_cookie_is_not_a_session(https, alice):
+    value = alice["testbed_session"]
+    forged = value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB")
+    r = request(https, "/jupyter/hub/api/user", headers=[("Cookie", f"testbed_session={forged}")])
+    assert r.status == 401
+
+
+def test_client_forwarded_for_is_replaced(https, alice):
+    echo = checks.get_as(
+        https, "/jupyter/hub/api/", alice, [("X-Forwarded-For", "203.0.113.7")]
+    ).json()
+    assert "203.0.113.7" not in ",".join(forwarded_headers(echo, "X-Forwarded-For"))
+
+
+def test_websocket_upgrade_passes_with_identity(https, alice):
+    checks.assert_websocket_echo(
+        https, "/jupyter/user/alice/api/kernels/k1/channels?session_id=s1", alice, ALICE[0]
+    )
+
+
+def test_upload_limit(https, alice):
+    ok = request(
+        https,
+        "/jupyter/user/alice/api/contents/x",
+        "PUT",
+        [cookie_header(alice), ("Content-Type", "application/octet-stream")],
+        b"x" * (7 * 1024 * 1024),
+    )
+    assert ok.status == 200 and ok.json()["body_length"] == 7 * 1024 * 1024
+    too_big = request(
+        https,
+        "/jupyter/user/alice/api/contents/x",
+        "PUT",
+        [cookie_header(alice), ("Content-Type", "application/octet-stream")],
+        b"x" * (9 * 1024 * 1024),
+    )
+    assert too_big.status == 413
+
+
+def test_web_ui_passes_through_without_identity_headers(https):
+    r = request(https, "/", headers=[("X-Authorized-User", "mallory"), ("Accept", "text/html")])
+    assert r.status == 200 and b"JupyterHub" in r.body
+    assert r.header("X-Frame-Options") == "DENY"  # the web UI's own header is kept
+
+
+# -- failures ----------------------------------------------------------------------
+
+
+def test_auth_service_down_is_503_never_access(https, alice, stopped):
+    stopped("testbed-sim-auth")
+    for headers in ([cookie_header(alice)], [cookie_header(alice), ("Accept", "text/html")], []):
+        r = request(https, "/jupyter/hub/api/user", headers=headers)
+        assert r.status == 503, (headers, r.status, r.body[:200])
+        assert b"Login service unavailable" in r.body
+
+
+def test_hub_down_is_502_page(https, alice, stopped):
+    stopped("testbed-echo")
+    r = checks.get_as(https, "/jupyter/hub/api/", alice)
+    assert r.status == 502 and b"JupyterHub is not answering" in r.body
+
+
+# -- cache and benchmark (loopback listeners inside the instance) --------------------
+
+
+def curl_status(host, url, cookie):
+    cmd = f"curl -s -o /dev/null -w '%{{http_code}}' -H {shlex.quote('Cookie: ' + cookie)} {url}"
+    return host.check_output(cmd).strip()
+
+
+def test_auth_cache_serves_known_session_while_auth_down(host, https, alice, bob, stopped):
+    a = f"testbed_session={alice['testbed_session']}"
+    b = f"testbed_session={bob['testbed_session']}"
+    cached = "http://127.0.0.1:8092/jupyter/hub/api/"
+    uncached = "http://127.0.0.1:8091/jupyter/hub/api/"
+    assert curl_status(host, cached, a) == "200"
+    stopped("testbed-sim-auth")
+    assert curl_status(host, cached, a) == "200", "a cached positive answer must be used"
+    assert curl_status(host, cached, b) == "503", "an unknown session must ask the auth service"
+    assert curl_status(host, uncached, a) == "503", "the uncached listener must ask every time"
+    time.sleep(2 + 2)
+    assert curl_status(host, cached, a) == "503", "the cached answer must expire after 2 s"
+
+
+def test_benchmark_auth_overhead(host, alice):
+    result = checks.bench_in_instance(host, alice["testbed_session"], requests=400)
+    print(json.dumps(result, indent=2))
+    ratio = result["ratio"]
+    assert ratio["noauth"] == 1.0
+    assert ratio["auth"] > 1.0, "an auth sub-request cannot be free"
+    assert ratio["auth_cached"] < ratio["auth"], "the cache must cut the auth overhead"

@@ -1,0 +1,207 @@
+"""The testbed simulator deployed by its role on the base-station instance."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import struct
+
+import bson
+import pytest
+
+from testbed_sim import seed
+
+VENV = "/opt/testbed-sim"
+MEDIA = "/srv/lmr/wavs"
+AUTH = "http://127.0.0.1:9000"
+IMAGE = "testbed-hub/debian:bookworm"
+EXPECTED = seed.generate(seed.DEFAULT_SEED, seed.DEFAULT_EXPERIMENTS)
+
+
+def journal(host, unit):
+    return host.run(f"journalctl -u {unit} --no-pager -n 40").stdout
+
+
+@pytest.mark.parametrize("unit", ["testbed-sim-auth", "testbed-sim-mongo"])
+def test_service_running_and_enabled(host, unit):
+    svc = host.service(unit)
+    assert svc.is_running, journal(host, unit)
+    assert svc.is_enabled
+
+
+@pytest.mark.parametrize(
+    ("spec", "unit"),
+    [("tcp://127.0.0.1:9000", "testbed-sim-auth"), ("tcp://0.0.0.0:27017", "testbed-sim-mongo")],
+)
+def test_listening(host, spec, unit):
+    assert host.socket(spec).is_listening, journal(host, unit)
+
+
+def test_services_run_unprivileged(host):
+    for unit in ("testbed-sim-auth", "testbed-sim-mongo"):
+        pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+        assert host.check_output(f"ps -o user= -p {pid}") == "testbed-sim"
+
+
+def test_secret_and_config_files(host):
+    secret = host.file("/etc/testbed-sim/cookie-secret")
+    assert secret.mode == 0o600
+    assert secret.user == "testbed-sim"
+    assert len(host.check_output("cat /etc/testbed-sim/cookie-secret")) == 64
+    cfg = host.file("/etc/testbed-sim/auth.json")
+    assert cfg.mode == 0o640 and cfg.group == "testbed-sim"
+    data = json.loads(cfg.content_string)
+    assert data["port"] == 9000
+    assert data["trust_forwarded_headers"] is True
+    assert [u["name"] for u in data["users"]] == ["alice@testbed.example", "bob@testbed.example"]
+    mongo = json.loads(host.file("/etc/testbed-sim/mongo.json").content_string)
+    assert mongo == {
+        "host": "0.0.0.0",  # noqa: S104
+        "port": 27017,
+        "database": "testbed",
+        "seed": seed.DEFAULT_SEED,
+        "experiments": 24,
+        "users": [],
+    }
+
+
+def test_extra_ca_in_bundle(host):
+    pem = host.file("/usr/local/share/ca-certificates/testbed-sim/sim-test-ca.crt").content_string
+    assert "BEGIN CERTIFICATE" in pem
+    assert pem.strip() in host.file("/etc/ssl/certs/ca-certificates.crt").content_string
+
+
+def curl(host, args):
+    return host.run(f"curl -sS -o /dev/null -w '%{{http_code}} %{{redirect_url}}' {args}")
+
+
+def test_auth_check_without_cookie_is_401(host):
+    out = curl(host, f"{AUTH}/auth/check")
+    assert out.stdout == "401 ", out.stderr
+
+
+def test_login_flow_with_cookie_jar(host):
+    jar = "/tmp/testbed-sim-jar"  # noqa: S108 - inside the instance
+    host.run(f"rm -f {jar}")
+    nxt = "http://127.0.0.1:9000/jupyter/hub/"
+    out = curl(
+        host,
+        f"-c {jar} --data-urlencode username=alice@testbed.example "
+        f"--data-urlencode password=wonderland --data-urlencode next={nxt} {AUTH}/auth/login",
+    )
+    assert out.stdout == f"302 {nxt}"
+    check = host.run(f"curl -sS -D - -o /dev/null -b {jar} {AUTH}/auth/check")
+    lines = check.stdout.lower().splitlines()
+    assert lines[0].startswith("http/1.1 200")
+    assert "x-authorized-user: alice@testbed.example" in [x.strip() for x in lines]
+    out = curl(host, f"-b {jar} -c {jar} '{AUTH}/auth/logout?next=/'")
+    assert out.stdout.startswith("302")
+    assert curl(host, f"-b {jar} {AUTH}/auth/check").stdout == "401 "
+
+
+def test_wrong_password_and_open_redirect(host):
+    out = curl(
+        host,
+        "--data-urlencode username=alice@testbed.example --data-urlencode password=nope "
+        f"{AUTH}/auth/login",
+    )
+    assert out.stdout == "401 "
+    out = curl(
+        host,
+        "--data-urlencode username=bob@testbed.example "
+        f"--data-urlencode next=https://evil.example/ {AUTH}/auth/login",
+    )
+    assert out.stdout == f"302 {AUTH}/"
+
+
+PYMONGO_SCRIPT = """
+import json, pymongo
+c = pymongo.MongoClient("mongodb://127.0.0.1:27017/", serverSelectionTimeoutMS=10000)
+db = c.testbed
+print(json.dumps({
+    "collections": sorted(db.list_collection_names()),
+    "experiments": db.experiments.count_documents({}),
+    "ids": [d["_id"] for d in db.experiments.find({}, {"_id": 1}).sort("_id", 1)],
+    "events": len(list(db.ptt_events.find({}, {"_id": 1}).batch_size(25))),
+    "recordings": sorted(r for e in db.experiments.find() for r in e["recordings"]),
+    "per_exp": {d["_id"]: d["n"] for d in db.ptt_events.aggregate(
+        [{"$group": {"_id": "$experiment_id", "n": {"$sum": 1}}}])},
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def db_view(host):
+    out = host.run(f"{VENV}/bin/python -c {shlex.quote(PYMONGO_SCRIPT)}")
+    assert out.rc == 0, out.stderr + journal(host, "testbed-sim-mongo")
+    return json.loads(out.stdout)
+
+
+def test_pymongo_reads_seed_experiments(db_view):
+    assert db_view["collections"] == ["experiments", "ptt_events"]
+    assert db_view["experiments"] == 24
+    assert db_view["ids"] == [f"exp-{i:03d}" for i in range(1, 25)]
+    assert db_view["events"] == len(EXPECTED.ptt_events)
+    assert db_view["recordings"] == sorted(e["recording"] for e in EXPECTED.recordings())
+    want = {}
+    for e in EXPECTED.ptt_events:
+        want[e["experiment_id"]] = want.get(e["experiment_id"], 0) + 1
+    assert db_view["per_exp"] == want
+
+
+def test_wav_files_match_database(host, db_view):
+    on_disk = host.check_output(f"cd {MEDIA} && find . -name '*.wav' | sed 's|^./||' | sort")
+    assert on_disk.splitlines() == db_view["recordings"]
+    dirs = host.check_output(f"find {MEDIA} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' | sort")
+    assert dirs.splitlines() == db_view["ids"]
+
+
+def test_wav_format_and_readable_by_uid_1000(host):
+    event = EXPECTED.recordings()[0]
+    path = f"{MEDIA}/{event['recording']}"
+    script = (
+        "import wave,sys; w=wave.open(sys.argv[1]); "
+        "print(w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes())"
+    )
+    out = host.check_output(
+        f"setpriv --reuid 1000 --regid 1000 --clear-groups python3 -c {shlex.quote(script)} {path}"
+    )
+    assert out.split() == ["1", "2", "8000", str(round(event["duration_s"] * 8000))]
+
+
+def op_msg(doc: dict, request_id: int = 1) -> bytes:
+    body = struct.pack("<I", 0) + b"\x00" + bson.encode(doc)
+    return struct.pack("<iiii", 16 + len(body), request_id, 0, 2013) + body
+
+
+def test_container_on_jupyter_network_reaches_mongo_via_host_gateway(host):
+    if host.run("docker info").rc != 0:
+        pytest.skip("no Docker engine in the instance")
+    created = host.run("docker network inspect jupyter").rc != 0
+    if created:
+        host.check_output("docker network create jupyter")
+    try:
+        msg = op_msg({"find": "experiments", "$db": "testbed", "batchSize": 100})
+        escaped = "".join(f"\\x{b:02x}" for b in msg)
+        script = (
+            "exec 3<>/dev/tcp/host.docker.internal/27017 && "
+            f"printf '{escaped}' >&3 && "
+            "len=$(head -c 4 <&3 | od -An -tu4 | tr -d ' ') && "
+            "head -c $((len - 4)) <&3 | od -An -v -tx1"
+        )
+        out = host.run(
+            "docker run --rm --network jupyter --add-host host.docker.internal:host-gateway "
+            f"{IMAGE} timeout 20 bash -c {shlex.quote(script)}"
+        )
+        assert out.rc == 0, out.stderr
+        reply = bytes.fromhex("".join(out.stdout.split()))
+        _req, _resp_to, opcode = struct.unpack("<iii", reply[:12])
+        assert opcode == 2013
+        doc = bson.decode(reply[17:])
+        assert doc["ok"] == 1.0
+        batch = doc["cursor"]["firstBatch"]
+        assert [d["_id"] for d in batch] == [e["_id"] for e in EXPECTED.experiments]
+        assert batch[3]["channel"] == EXPECTED.experiments[3]["channel"]
+    finally:
+        if created:
+            host.run("docker network rm jupyter")

@@ -1,0 +1,179 @@
+"""``run-notebook``: run a notebook over experiments with papermill.
+
+Examples::
+
+    run-notebook ~/nist/share/02-ptt-performance.ipynb --all --jobs 2
+    run-notebook analysis.ipynb --experiment exp-001 --experiment exp-002 -p bins 40
+    run-notebook analysis.ipynb --query '{"channel.packet_loss_pct": {"$gte": 2}}'
+
+Exit status: 0 all runs succeeded, 1 at least one run failed, 2 bad input
+(nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from testbed.batch.runner import (
+    BatchError,
+    RunResult,
+    iter_pairs,
+    parse_query,
+    plan_batch,
+    run_batch,
+)
+from testbed.errors import TestbedError
+
+PROG = "run-notebook"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a notebook once per experiment with papermill; write the executed "
+        "notebooks, their HTML and a summary (CSV + HTML) of the values each run recorded "
+        "with testbed.record(name, value).",
+        epilog="Exit status: 0 all runs ok, 1 some run failed, 2 bad input (nothing ran).",
+    )
+    parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
+    select = parser.add_mutually_exclusive_group(required=True)
+    select.add_argument(
+        "--experiment",
+        "-e",
+        metavar="ID",
+        action="extend",
+        nargs="+",
+        dest="experiments",
+        help="experiment id(s); repeatable",
+    )
+    select.add_argument("--all", action="store_true", help="every experiment in the database")
+    select.add_argument(
+        "--query",
+        metavar="JSON",
+        help="MongoDB filter on experiments, e.g. '{\"channel.delay_ms\": 40}'",
+    )
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        dest="parameters",
+        help="set a parameter of the notebook's 'parameters' cell (VALUE parsed as JSON when "
+        "it can be: 3, 0.5, true, null; otherwise a string); repeatable",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        help=f"runs in parallel (default: cores, {os.cpu_count()})",
+    )
+    parser.add_argument(
+        "--output-dir",
+        "-o",
+        default="runs",
+        help="where runs/<notebook>/<timestamp>/ goes (default: ./runs)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a single cell may run (default: no limit)",
+    )
+    parser.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+    parser.add_argument(
+        "--experiment-param",
+        default="experiment_id",
+        help="the parameter that receives the experiment id (default: experiment_id)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines"),
+        default="auto",
+        help="progress bar on a terminal, plain lines otherwise (default: auto)",
+    )
+    return parser
+
+
+class Progress:
+    """tqdm bar on a terminal, one plain line per finished run otherwise."""
+
+    def __init__(self, total: int, mode: str, stream: TextIO):
+        self.stream = stream
+        use_bar = mode == "bar" or (mode == "auto" and stream.isatty())
+        self.bar: Any = None
+        if use_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="run", file=stream, dynamic_ncols=True)
+
+    def __call__(self, result: RunResult, done: int, total: int) -> None:
+        line = f"[{done}/{total}] {result.experiment} {result.status} in {result.duration_s:.1f} s"
+        if result.error:
+            line += f": {result.error}"
+        if self.bar is not None:
+            if not result.ok:
+                self.bar.write(f"{PROG}: {line}", file=self.stream)
+            self.bar.set_postfix_str(result.experiment)
+            self.bar.update(1)
+        else:
+            print(f"{PROG}: {line}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    err = sys.stderr
+    try:
+        query = parse_query(args.query) if args.query is not None else None
+        plan = plan_batch(
+            args.notebook,
+            experiments=args.experiments,
+            all_experiments=args.all,
+            query=query,
+            parameters=iter_pairs(args.parameters),
+            jobs=args.jobs,
+            timeout=args.timeout,
+            output_dir=args.output_dir,
+            kernel_name=args.kernel,
+            experiment_param=args.experiment_param,
+        )
+    except BatchError as exc:
+        print(f"{PROG}: nothing was run:\n{exc}", file=err)
+        return 2
+    except TestbedError as exc:
+        print(f"{PROG}: nothing was run: {exc}", file=err)
+        return 2
+
+    print(
+        f"{PROG}: {plan.notebook.name} on {len(plan.experiments)} experiment(s), "
+        f"{min(plan.jobs, len(plan.experiments))} at a time",
+        file=err,
+        flush=True,
+    )
+    progress = Progress(len(plan.experiments), args.progress, err)
+    try:
+        outcome = run_batch(plan, progress)
+    finally:
+        progress.close()
+    failed = outcome.failed
+    print(
+        f"{PROG}: {len(outcome.results) - len(failed)} ok, {len(failed)} failed in "
+        f"{outcome.duration_s:.1f} s; summary: {outcome.summary_csv} and {outcome.summary_html}",
+        file=err,
+    )
+    print(outcome.directory)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,467 @@
+"""Plan and run a papermill batch: one executed notebook per experiment.
+
+:func:`plan_batch` validates everything (notebook, parameters, experiments,
+kernel, output directory) before anything runs and raises :class:`BatchError`
+listing every problem. :func:`run_batch` executes the plan in a bounded pool of
+worker processes; a failing experiment never stops the others. Each run leaves
+``<experiment>.ipynb`` and ``<experiment>.html`` in the batch directory, and
+the batch ends with ``summary.csv`` and ``summary.html``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import datetime as dt
+import difflib
+import html
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.batch.notebook import NotebookError, inspect_notebook
+from testbed.errors import TestbedError
+from testbed.record import read_records
+
+EXPERIMENT_PARAM = "experiment_id"
+FIXED_COLUMNS = ["experiment", "status", "run_duration_s", "error", "notebook", "html"]
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BatchError(TestbedError):
+    """The batch cannot start; the message lists every problem found."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(f"- {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class RunJob:
+    notebook: Path
+    experiment: str
+    parameters: dict[str, Any]
+    output: Path
+    kernel_name: str
+    timeout: float | None
+    cwd: Path
+
+
+@dataclass
+class RunResult:
+    experiment: str
+    status: str  # "ok" or "failed"
+    duration_s: float
+    error: str
+    notebook: Path | None
+    html: Path | None
+    records: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    notebook: Path
+    experiments: tuple[str, ...]
+    parameters: dict[str, Any]
+    kernel_name: str
+    jobs: int
+    timeout: float | None
+    output_root: Path
+    experiment_param: str = EXPERIMENT_PARAM
+
+    def jobs_for(self, batch_dir: Path) -> list[RunJob]:
+        return [
+            RunJob(
+                notebook=self.notebook,
+                experiment=exp,
+                parameters={**self.parameters, self.experiment_param: exp},
+                output=batch_dir / f"{safe_name(exp)}.ipynb",
+                kernel_name=self.kernel_name,
+                timeout=self.timeout,
+                cwd=self.notebook.parent,
+            )
+            for exp in self.experiments
+        ]
+
+
+def safe_name(text: str) -> str:
+    """A file name for an experiment id (ids may hold characters paths cannot)."""
+    return _SAFE_NAME.sub("_", text).strip("._") or "experiment"
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value: JSON when it parses (numbers, true/false, null, lists), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_query(text: str) -> dict[str, Any]:
+    try:
+        query = json.loads(text)
+    except ValueError as exc:
+        raise BatchError(
+            [
+                f"--query is not valid JSON ({exc}); quote it for the shell, e.g. "
+                '--query \'{"channel.packet_loss_pct": {"$gte": 1}}\''
+            ]
+        ) from None
+    if not isinstance(query, dict):
+        raise BatchError(
+            [f"--query must be a JSON object (a MongoDB filter), got {type(query).__name__}"]
+        )
+    return query
+
+
+def _kernel_problem(name: str) -> str | None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = sorted(KernelSpecManager().find_kernel_specs())
+        return (
+            f"kernel {name!r} is not installed here (installed: {', '.join(known) or 'none'}); "
+            "pass --kernel NAME"
+        )
+    return None
+
+
+def plan_batch(
+    notebook: str | Path,
+    *,
+    experiments: Sequence[str] | None = None,
+    all_experiments: bool = False,
+    query: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    output_dir: str | Path = "runs",
+    kernel_name: str | None = None,
+    experiment_param: str = EXPERIMENT_PARAM,
+    available: Callable[[Mapping[str, Any] | None], list[str]] | None = None,
+) -> BatchPlan:
+    """Validate a batch; raise :class:`BatchError` naming every problem, run nothing.
+
+    ``available(query)`` returns the experiment ids in the database (default:
+    :func:`testbed.data.experiment_ids`).
+    """
+    problems: list[str] = []
+    parameters = dict(parameters or {})
+    path = Path(notebook)
+
+    chosen = sum(
+        [experiments is not None and len(experiments) > 0, all_experiments, query is not None]
+    )
+    if chosen != 1:
+        problems.append("choose the experiments with exactly one of --experiment, --all, --query")
+    if jobs is not None and jobs < 1:
+        problems.append(f"--jobs must be at least 1, got {jobs}")
+    if timeout is not None and timeout <= 0:
+        problems.append(f"--timeout must be a positive number of seconds, got {timeout}")
+
+    info = None
+    try:
+        info = inspect_notebook(path)
+    except NotebookError as exc:
+        problems.append(str(exc))
+    if info is not None:
+        defined = list(info.parameters)
+        shown = ", ".join(defined) or "nothing"
+        if experiment_param not in defined:
+            problems.append(
+                f"the parameters cell of {path} does not define {experiment_param!r} "
+                f'(it defines: {shown}); add a line like {experiment_param} = "exp-001"'
+            )
+        for name in parameters:
+            if name == experiment_param:
+                problems.append(
+                    f"-p {name} is set per run from the selected experiments; "
+                    "use --experiment instead"
+                )
+            elif name not in defined:
+                close = difflib.get_close_matches(name, defined, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"unknown parameter {name!r}{hint}: the parameters cell of {path.name} "
+                    f"defines {shown}"
+                )
+    kernel = kernel_name or (info.kernel_name if info else None) or "python3"
+    kernel_problem = _kernel_problem(kernel)
+    if kernel_problem:
+        problems.append(kernel_problem)
+
+    selected: list[str] = []
+    if chosen == 1:
+        if available is None:
+            from testbed.data import experiment_ids as available
+        try:
+            if query is not None:
+                selected = available(dict(query))
+                if not selected:
+                    problems.append(f"--query {json.dumps(query)} matches no experiment")
+            else:
+                known = available(None)
+                if all_experiments:
+                    selected = known
+                    if not selected:
+                        problems.append("--all: the database holds no experiments")
+                else:
+                    from testbed.data import unknown_experiment
+
+                    known_set = set(known)
+                    for exp in dict.fromkeys(experiments or []):
+                        if exp in known_set:
+                            selected.append(exp)
+                        else:
+                            problems.append(str(unknown_experiment(exp, known)))
+        except TestbedError as exc:
+            problems.append(str(exc))
+        names = [safe_name(e) for e in selected]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            problems.append(f"experiment ids map to the same file name: {', '.join(clashes)}")
+
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        problems.append(f"--output-dir {out} exists and is not a directory")
+    elif not os.access(_existing_parent(out), os.W_OK):
+        problems.append(f"--output-dir {out} is not writable; choose another with --output-dir")
+
+    if problems:
+        raise BatchError(problems)
+    return BatchPlan(
+        notebook=path.resolve(),
+        experiments=tuple(selected),
+        parameters=parameters,
+        kernel_name=kernel,
+        jobs=jobs or os.cpu_count() or 1,
+        timeout=timeout,
+        output_root=out,
+        experiment_param=experiment_param,
+    )
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def batch_directory(plan: BatchPlan, now: dt.datetime | None = None) -> Path:
+    """Create ``<output>/<notebook-stem>/<UTC timestamp>[-N]`` and return it."""
+    now = now or dt.datetime.now(dt.UTC)
+    base = plan.output_root / plan.notebook.stem
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1000):
+        candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise TestbedError(f"cannot create a new batch directory under {base}")
+
+
+def _error_text(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None)
+    if ename is not None:  # papermill.PapermillExecutionError
+        cell = getattr(exc, "exec_count", None)
+        where = f" (cell {cell})" if cell else ""
+        return f"{ename}: {getattr(exc, 'evalue', '')}{where}".strip()
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _export_html(notebook: Path, target: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    target.write_text(body, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 (inherited by the kernel process) at ``path``.
+
+    Safe because a worker process runs one job at a time. An empty log is removed.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("wb") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    if path.stat().st_size == 0:
+        path.unlink()
+
+
+def execute_job(job: RunJob) -> RunResult:
+    """Run one notebook with papermill (in a worker process); never raises."""
+    import papermill
+
+    start = time.monotonic()
+    status, error = "ok", ""
+    log_path = job.output.with_suffix(".log")
+    try:
+        with _stderr_to(log_path):  # kernel chatter goes to <experiment>.log, not the console
+            papermill.execute_notebook(
+                str(job.notebook),
+                str(job.output),
+                parameters=job.parameters,
+                kernel_name=job.kernel_name,
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=job.timeout,
+                cwd=str(job.cwd),
+            )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a summary row
+        status, error = "failed", _error_text(exc)
+    duration = time.monotonic() - start
+    notebook = job.output if job.output.is_file() else None
+    html_path = None
+    records: dict[str, Any] = {}
+    if notebook is not None:
+        try:
+            records = read_records(notebook)
+        except (OSError, ValueError) as exc:
+            error = (error + "; " if error else "") + f"cannot read records: {exc}"
+        target = job.output.with_suffix(".html")
+        try:
+            _export_html(notebook, target)
+            html_path = target
+        except Exception as exc:  # noqa: BLE001 - the run result matters more than its HTML
+            error = (error + "; " if error else "") + f"HTML export failed: {_error_text(exc)}"
+    return RunResult(
+        job.experiment, status, round(duration, 3), error, notebook, html_path, records
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.html``; return their paths."""
+    record_names: list[str] = []
+    for res in results:
+        for name in res.records:
+            if name not in record_names:
+                record_names.append(name)
+    # a record named like a fixed column ("status") gets the column "record_status"
+    headers = {n: f"record_{n}" if n in FIXED_COLUMNS else n for n in record_names}
+    columns = FIXED_COLUMNS + list(headers.values())
+    rows = []
+    for res in results:
+        row = {
+            "experiment": res.experiment,
+            "status": res.status,
+            "run_duration_s": f"{res.duration_s:.3f}",
+            "error": res.error,
+            "notebook": res.notebook.name if res.notebook else "",
+            "html": res.html.name if res.html else "",
+        }
+        row.update({headers[n]: _fmt(res.records.get(n)) for n in record_names})
+        rows.append(row)
+    csv_path = batch_dir / "summary.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    ok = sum(r.ok for r in results)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for col in columns:
+            text = html.escape(row[col])
+            if col in ("notebook", "html") and row[col]:
+                text = f'<a href="{html.escape(row[col])}">{text}</a>'
+            cells.append(f"<td>{text}</td>")
+        body.append(f'<tr class="{html.escape(row["status"])}">{"".join(cells)}</tr>')
+    html_path = batch_dir / "summary.html"
+    html_path.write_text(
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
+        "tr.failed{background:#fdd}tr.ok{background:#efe}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{ok} of {len(results)} runs succeeded.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        "</body></html>\n",
+        encoding="utf-8",
+    )
+    return csv_path, html_path
+
+
+@dataclass
+class BatchOutcome:
+    directory: Path
+    results: list[RunResult]
+    summary_csv: Path
+    summary_html: Path
+    duration_s: float
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def run_batch(
+    plan: BatchPlan,
+    progress: Callable[[RunResult, int, int], None] | None = None,
+    *,
+    batch_dir: Path | None = None,
+) -> BatchOutcome:
+    """Execute ``plan``; results are in the plan's experiment order."""
+    start = time.monotonic()
+    batch_dir = batch_dir or batch_directory(plan)
+    jobs = plan.jobs_for(batch_dir)
+    results: dict[str, RunResult] = {}
+    workers = max(1, min(plan.jobs, len(jobs)))
+    # spawn: workers start clean (no inherited MongoClient threads or kernel sockets)
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(execute_job, job): job for job in jobs}
+        for done, future in enumerate(cf.as_completed(futures), start=1):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker fails its run only
+                result = RunResult(job.experiment, "failed", 0.0, _error_text(exc), None, None)
+            results[job.experiment] = result
+            if progress is not None:
+                progress(result, done, len(jobs))
+    ordered = [results[e] for e in plan.experiments]
+    title = f"{plan.notebook.name}: {batch_dir.name}"
+    csv_path, html_path = write_summary(ordered, batch_dir, title)
+    return BatchOutcome(batch_dir, ordered, csv_path, html_path, time.monotonic() - start)
+
+
+def iter_pairs(values: Iterable[Sequence[str]] | None) -> dict[str, Any]:
+    """``-p NAME VALUE`` pairs to a dict (later values win)."""
+    return {name: parse_value(value) for name, value in (values or [])}

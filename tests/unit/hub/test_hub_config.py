@@ -1,0 +1,317 @@
+"""settings.json -> traitlets Config, without a hub or Docker."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from traitlets.config import Config
+
+from testbed_hub import config as hubconfig
+from testbed_hub.auth import docker_escape, identity_to_username
+from testbed_hub.config import CULLER_SCOPES, SettingsError, apply, parse_version, validate
+
+
+class FakeProbe(hubconfig.Probe):
+    def __init__(self, docker="20.10.24+dfsg1", interfaces=None):
+        self.docker = docker
+        self.interfaces = interfaces or {"br-jupyter": "172.30.0.1"}
+        self.calls = []
+
+    def docker_version(self):
+        self.calls.append("docker_version")
+        return parse_version(self.docker)
+
+    def interface_ipv4(self, interface):
+        self.calls.append(("interface_ipv4", interface))
+        return self.interfaces[interface]
+
+
+def secrets_reader(path, what):
+    return {"/var/lib/jupyterhub/proxy-auth-token": "tok" * 16}[path]
+
+
+@pytest.fixture
+def settings():
+    return {
+        "hub": {
+            "base_url": "/jupyter/",
+            "data_dir": "/var/lib/jupyterhub",
+            "ip": "127.0.0.1",
+            "port": 8081,
+            "gateway_ip": "172.30.0.1",
+            "cookie_secret_file": "/var/lib/jupyterhub/jupyterhub_cookie_secret",
+        },
+        "proxy": {
+            "managed": False,
+            "command": ["/usr/local/bin/configurable-http-proxy"],
+            "public_ip": "127.0.0.1",
+            "public_port": 8000,
+            "api_ip": "127.0.0.1",
+            "api_port": 8001,
+            "auth_token_file": "/var/lib/jupyterhub/proxy-auth-token",
+        },
+        "auth": {
+            "user_header": "X-Authorized-User",
+            "secret_header": "X-Testbed-Hub-Secret",
+            "secret_file": "/etc/jupyterhub/secrets/proxy-auth-secret",
+            "login_url": "/auth/login",
+            "logout_url": "/auth/logout",
+            "allow_all": False,
+            "allowed_users": ["ue-01", "Alice@Example.org"],
+            "admin_users": ["Alice@Example.org"],
+            "blocked_users": [],
+        },
+        "spawner": {
+            "image": "testbed-hub/notebook:abc123",
+            "network": "jupyter",
+            "bridge_interface": "br-jupyter",
+            "notebook_dir": "/home/jovyan/nist",
+            "user_volume_template": "jupyterhub-user-{username}",
+            "shared_volume": "jupyterhub-shared",
+            "media_dir": "/srv/lmr/wavs",
+            "host_gateway_name": "host.docker.internal",
+            "host_gateway_mode": "auto",
+            "mem_limit": "2G",
+            "cpu_limit": 1,
+            "start_timeout": 120,
+            "http_timeout": 60,
+            "environment": {
+                "TESTBED_MONGO_URI": "mongodb://host.docker.internal:27017/",
+                "TESTBED_MONGO_DB": "testbed",
+            },
+        },
+        "culler": {
+            "enabled": True,
+            "timeout": 3600,
+            "every": 300,
+            "python": "/opt/jupyterhub/bin/python3",
+        },
+    }
+
+
+def build(settings, probe=None):
+    c = Config()
+    apply(c, settings, probe=probe or FakeProbe(), read_secret=secrets_reader)
+    return c
+
+
+def test_hub_binds_loopback_and_gateway(settings):
+    c = build(settings)
+    assert "base_url" not in c.JupyterHub  # taken from bind_url's path
+    assert c.JupyterHub.hub_bind_url == "http://127.0.0.1:8081"
+    assert c.JupyterHub.hub_connect_url == "http://172.30.0.1:8081"
+    assert c.TestbedHub.extra_hub_bind_urls == ["http://172.30.0.1:8081"]
+    assert c.JupyterHub.db_url == "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"
+    assert c.JupyterHub.cookie_secret_file == "/var/lib/jupyterhub/jupyterhub_cookie_secret"
+
+
+def test_proxy_is_external_on_loopback(settings):
+    c = build(settings)
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000/jupyter/"
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.ConfigurableHTTPProxy.auth_token == "tok" * 16
+
+
+def test_authenticator_lists_use_mapped_names(settings):
+    c = build(settings)
+    assert c.JupyterHub.authenticator_class == "testbed_hub.auth.HeaderAuthenticator"
+    alice = identity_to_username("Alice@Example.org")
+    assert c.Authenticator.allowed_users == {"ue-01", alice}
+    assert c.Authenticator.admin_users == {alice}
+    assert c.Authenticator.allow_all is False
+    assert c.HeaderAuthenticator.external_login_url == "/auth/login"
+    assert c.HeaderAuthenticator.logout_redirect_url == "/auth/logout"
+
+
+def test_docker_spawner(settings):
+    c = build(settings)
+    d = c.DockerSpawner
+    assert c.JupyterHub.spawner_class == "dockerspawner.DockerSpawner"
+    assert d.image == "testbed-hub/notebook:abc123"
+    assert d.pull_policy == "never"
+    assert d.remove is True
+    assert d.network_name == "jupyter"
+    assert d.use_internal_ip is True
+    assert d.escape is docker_escape
+    assert d.notebook_dir == "/home/jovyan/nist"
+    assert d.volumes == {
+        "jupyterhub-user-{username}": "/home/jovyan/nist",
+        "jupyterhub-shared": "/home/jovyan/nist/share",
+        "/srv/lmr/wavs": {"bind": "/home/jovyan/nist/media", "mode": "ro"},
+    }
+    assert d.mem_limit == "2G"
+    assert d.cpu_limit == 1.0
+    assert d.environment == {
+        "TESTBED_MONGO_URI": "mongodb://host.docker.internal:27017/",
+        "TESTBED_MONGO_DB": "testbed",
+        "TESTBED_MEDIA_DIR": "/home/jovyan/nist/media",
+        "TESTBED_SHARE_DIR": "/home/jovyan/nist/share",
+    }
+
+
+def test_spawner_config_is_accepted_by_dockerspawner(settings):
+    from types import SimpleNamespace
+
+    from dockerspawner import DockerSpawner
+
+    c = build(settings)
+    user = SimpleNamespace(name=identity_to_username("Alice@Example.org"), id=1, url="/u/")
+    s = DockerSpawner(config=c, user=user)
+    assert s.pull_policy == "never"
+    assert s.object_name == f"jupyter-{user.name}"
+    assert s.volume_binds == {
+        f"jupyterhub-user-{user.name}": {"bind": "/home/jovyan/nist", "mode": "rw"},
+        "jupyterhub-shared": {"bind": "/home/jovyan/nist/share", "mode": "rw"},
+        "/srv/lmr/wavs": {"bind": "/home/jovyan/nist/media", "mode": "ro"},
+    }
+    assert s.mem_limit == 2 * 1024**3
+    assert s.extra_host_config == {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+    assert s.network_name == "jupyter"
+
+
+@pytest.mark.parametrize(
+    ("docker", "expected"),
+    [("20.10.24+dfsg1", "host-gateway"), ("28.1.1", "host-gateway"), ("19.03.15", "172.30.0.1")],
+)
+def test_auto_host_gateway_depends_on_docker_version(settings, docker, expected):
+    c = build(settings, FakeProbe(docker=docker))
+    assert c.DockerSpawner.extra_host_config == {"extra_hosts": {"host.docker.internal": expected}}
+
+
+def test_forced_netifaces_mode_reads_the_bridge_address_for_real(settings):
+    # the real netifaces on the loopback interface: no Docker involved
+    settings["spawner"]["host_gateway_mode"] = "netifaces"
+    settings["spawner"]["bridge_interface"] = "lo"
+    c = build(settings, hubconfig.Probe())
+    assert c.DockerSpawner.extra_host_config == {
+        "extra_hosts": {"host.docker.internal": "127.0.0.1"}
+    }
+
+
+def test_netifaces_mode_with_missing_interface_explains(settings):
+    settings["spawner"]["host_gateway_mode"] = "netifaces"
+    settings["spawner"]["bridge_interface"] = "br-nonexist0"
+    with pytest.raises(LookupError, match="br-nonexist0.*does not exist.*Docker network"):
+        build(settings, hubconfig.Probe())
+
+
+def test_host_gateway_mode_does_not_probe(settings):
+    settings["spawner"]["host_gateway_mode"] = "host-gateway"
+    probe = FakeProbe()
+    build(settings, probe)
+    assert probe.calls == []
+
+
+def test_culler_service_with_minimal_scopes(settings):
+    c = build(settings)
+    assert c.JupyterHub.services == [
+        {
+            "name": "idle-culler",
+            "command": [
+                "/opt/jupyterhub/bin/python3",
+                "-m",
+                "jupyterhub_idle_culler",
+                "--timeout=3600",
+                "--cull-every=300",
+            ],
+        }
+    ]
+    assert c.JupyterHub.load_roles == [
+        {"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]}
+    ]
+    assert "admin:users" not in CULLER_SCOPES and "admin" not in CULLER_SCOPES
+
+
+def test_culler_disabled(settings):
+    settings["culler"]["enabled"] = False
+    c = build(settings)
+    assert c.JupyterHub.services == []
+
+
+def test_apply_does_not_mutate_settings(settings):
+    before = copy.deepcopy(settings)
+    c = build(settings)
+    c.DockerSpawner.volumes["x"] = "y"
+    c.DockerSpawner.environment["X"] = "y"
+    assert settings == before
+
+
+def test_settings_round_trip_through_json(settings):
+    c = build(json.loads(json.dumps(settings)))
+    assert c.DockerSpawner.image == "testbed-hub/notebook:abc123"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("spawner", "user_volume_template"), "jupyterhub-user", "must contain '{username}'"),
+        (("spawner", "mem_limit"), "2 gigs", "spawner.mem_limit '2 gigs' is not a size"),
+        (("spawner", "mem_limit"), "2", "is not a size"),
+        (("spawner", "cpu_limit"), 0, "must be greater than 0"),
+        (("spawner", "cpu_limit"), True, "spawner.cpu_limit must be a number, got a boolean"),
+        (("spawner", "host_gateway_mode"), "magic", "must be one of auto, host-gateway"),
+        (("spawner", "media_dir"), "wavs", "spawner.media_dir 'wavs' must be an absolute path"),
+        (("spawner", "image"), " ", "spawner.image is empty"),
+        (("spawner", "environment"), {"lower": "x"}, "UPPER_CASE"),
+        (("spawner", "pull"), "always", "unknown option spawner.pull"),
+        (("hub", "base_url"), "/jupyter", "must start and end with '/'"),
+        (("hub", "gateway_ip"), "gateway", "is not an IP address"),
+        (("hub", "port"), 70000, "is not a TCP port"),
+        (("hub", "port"), "8081", "hub.port must be an integer, got str"),
+        (("auth", "allow_all"), "yes", "auth.allow_all must be true/false"),
+        (("culler", "timeout"), 0, "culler.timeout 0 must be 1 second or more"),
+    ],
+)
+def test_bad_settings_name_the_key_and_change_nothing(settings, path, value, message):
+    section, key = path
+    settings[section][key] = value
+    c = Config()
+    with pytest.raises(SettingsError, match=message):
+        apply(c, settings, probe=FakeProbe(), read_secret=secrets_reader)
+    assert c == Config()
+
+
+def test_nobody_allowed_is_rejected(settings):
+    settings["auth"]["allowed_users"] = []
+    with pytest.raises(SettingsError, match="allow_all is false and auth.allowed_users is empty"):
+        validate(settings)
+
+
+def test_missing_section_and_key_are_all_reported(settings):
+    del settings["culler"]
+    del settings["spawner"]["image"]
+    settings["extra"] = {}
+    with pytest.raises(SettingsError) as err:
+        validate(settings)
+    assert err.value.problems == [
+        "unknown section 'extra': allowed are hub, proxy, auth, spawner, culler",
+        "spawner.image is missing",
+        "section 'culler' is missing or not an object",
+    ]
+
+
+def test_unreadable_token_file_is_reported(settings, tmp_path):
+    settings["proxy"]["auth_token_file"] = str(tmp_path / "missing")
+    c = Config()
+    with pytest.raises(SettingsError, match="cannot read the proxy auth token from .*missing"):
+        apply(c, settings, probe=FakeProbe())
+
+
+def test_load_reports_bad_json(tmp_path):
+    f = tmp_path / "settings.json"
+    f.write_text("{not json")
+    with pytest.raises(SettingsError, match="is not valid JSON"):
+        hubconfig.load(str(f))
+    with pytest.raises(SettingsError, match="cannot read .*nope.json"):
+        hubconfig.load(str(tmp_path / "nope.json"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("20.10.24+dfsg1", (20, 10, 24)), ("28.0.1", (28, 0, 1)), ("19.03.15-ce", (19, 3, 15))],
+)
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected

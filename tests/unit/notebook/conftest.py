@@ -1,0 +1,62 @@
+"""Fixtures for the notebook-side tests: the simulator's MongoDB stand-in on a free
+port, its recordings in a temporary media folder, and the environment variables the
+hub's spawner would set (TESTBED_MONGO_URI, TESTBED_MONGO_DB, TESTBED_MEDIA_DIR)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+seed = pytest.importorskip("testbed_sim.seed")
+mongo = pytest.importorskip("testbed_sim.mongo")
+audio = pytest.importorskip("testbed_sim.audio")
+
+EXPERIMENTS = 12
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: runs Jupyter kernels (seconds); still part of the default run"
+    )
+
+
+@pytest.fixture(scope="session")
+def seed_data():
+    return seed.generate(seed.DEFAULT_SEED, EXPERIMENTS)
+
+
+@pytest.fixture(scope="session")
+def mongo_server():
+    server = mongo.MongoStandIn(host="127.0.0.1", port=0, experiments=EXPERIMENTS)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory, seed_data) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    audio.write_recordings(seed_data, folder, seed=seed.DEFAULT_SEED)
+    return folder
+
+
+@pytest.fixture()
+def testbed_env(monkeypatch, mongo_server, media):
+    """The container environment; papermill kernels and batch workers inherit it."""
+    monkeypatch.setenv("TESTBED_MONGO_URI", mongo_server.uri)
+    monkeypatch.setenv("TESTBED_MONGO_DB", "testbed")
+    monkeypatch.setenv("TESTBED_MEDIA_DIR", str(media))
+    monkeypatch.setenv("TESTBED_MONGO_TIMEOUT_MS", "3000")
+    for name in ("TESTBED_MONGO_USER", "TESTBED_MONGO_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    return {"uri": mongo_server.uri, "media": media}
+
+
+@pytest.fixture()
+def closed_port() -> int:
+    """A local port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,84 @@
+"""roles/notebook_image/files/build_wheel.py: the project wheel is reproducible, so an
+unchanged project gives the same image tag (content hash)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+BUILDER = ROOT / "roles" / "notebook_image" / "files" / "build_wheel.py"
+
+
+def build(project: Path, out: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BUILDER), str(project), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory) -> Path:
+    """A frozen copy of the project (others may edit src/ while the tests run)."""
+    dest = tmp_path_factory.mktemp("project")
+    for name in ("pyproject.toml", "README.md"):
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "src" / "testbed" / "__pycache__").mkdir(exist_ok=True)
+    (dest / "src" / "testbed" / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"x")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def first(snapshot, tmp_path_factory) -> dict:
+    return build(snapshot, tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.mark.slow
+def test_same_sources_same_bytes(snapshot, first, tmp_path):
+    second = build(snapshot, tmp_path / "b")
+    assert first["name"] == second["name"] and first["name"].endswith("-py3-none-any.whl")
+    assert first["sha256"] == second["sha256"]
+    assert hashlib.sha256(Path(first["path"]).read_bytes()).hexdigest() == first["sha256"]
+    with zipfile.ZipFile(first["path"]) as whl:
+        names = whl.namelist()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        scripts = whl.read(entry_points).decode()
+    assert "testbed/data.py" in names and "testbed/batch/cli.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert "run-notebook = testbed.batch.cli:main" in scripts
+
+
+@pytest.mark.slow
+def test_changed_source_changes_the_hash(snapshot, first, tmp_path):
+    before = first["sha256"]
+    changed = tmp_path / "changed"
+    shutil.copytree(snapshot, changed)
+    with (changed / "src" / "testbed" / "__init__.py").open("a") as fh:
+        fh.write("# changed\n")
+    assert build(changed, tmp_path / "b")["sha256"] != before
+
+
+def test_refuses_a_folder_that_is_not_the_project(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BUILDER), str(tmp_path), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "has no pyproject.toml and src/" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,328 @@
+"""The role's nginx site, rendered by Ansible, run by this machine's nginx.
+
+No Docker: the site template is rendered for several variable sets (one
+ansible-playbook run), each copy is started by a private nginx master on free
+loopback ports in front of the header-echo upstream and a stub auth service
+whose answer depends on the session cookie. This covers what the Molecule
+scenario cannot switch within one converge: a 403 from the auth service, an
+auth service answering a redirect or too slowly, oauth2-proxy-style variables,
+an absolute login URL with its own query, TLS off, no web UI.
+
+Skipped when nginx or its set-misc module is not installed
+(``apt-get install nginx-light libnginx-mod-http-set-misc``).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed_proxy import echo
+from testbed_proxy.client import Target, forwarded_headers, redirect_param, request
+
+ROOT = Path(__file__).resolve().parents[3]
+ROLE = ROOT / "roles" / "reverse_proxy"
+MODULES = Path("/usr/lib/nginx/modules")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SECRET = "fedcba9876543210" * 4
+
+pytestmark = pytest.mark.skipif(
+    not (Path(NGINX).exists() and (MODULES / "ngx_http_set_misc_module.so").exists()),
+    reason="nginx with libnginx-mod-http-set-misc is not installed",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StubAuth(BaseHTTPRequestHandler):
+    """Auth check stub: the session cookie's value picks the answer."""
+
+    protocol_version = "HTTP/1.1"
+    user_header = "X-Authorized-User"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        cookie = self.headers.get("Cookie") or ""
+        value = cookie.split("=", 1)[1] if "=" in cookie else ""
+        status, headers = 401, {}
+        if value.startswith("user-"):
+            status, headers = 200, {self.user_header: value[5:]}
+        elif value == "forbidden":
+            status = 403
+        elif value == "redirect":
+            status, headers = 302, {"Location": "/elsewhere"}
+        elif value == "slow":
+            time.sleep(2.5)
+            status = 200
+        body = b"auth\n"
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(server):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    hub = _serve(echo.make_server("127.0.0.1", 0))
+    auth = _serve(ThreadingHTTPServer(("127.0.0.1", 0), StubAuth))
+    oauth_handler = type("OAuthStub", (StubAuth,), {"user_header": "X-Auth-Request-User"})
+    oauth = _serve(ThreadingHTTPServer(("127.0.0.1", 0), oauth_handler))
+    yield {
+        "hub": hub.server_address[1],
+        "auth": auth.server_address[1],
+        "oauth": oauth.server_address[1],
+    }
+    for s in (hub, auth, oauth):
+        s.shutdown()
+        s.server_close()
+
+
+def _variants(up: dict, tmp: Path) -> dict[str, dict]:
+    common = {
+        "reverse_proxy_listen_addresses": ["127.0.0.1"],
+        "reverse_proxy_hub_upstream": f"http://127.0.0.1:{up['hub']}",
+        "reverse_proxy_auth_timeout": 1,
+    }
+    return {
+        "tls": {
+            **common,
+            "reverse_proxy_http_port": free_port(),
+            "reverse_proxy_https_port": free_port(),
+            "reverse_proxy_web_ui_upstream": f"http://127.0.0.1:{up['hub']}",
+            "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check",
+            "reverse_proxy_auth_cache_seconds": 30,
+        },
+        "oauth2": {
+            **common,
+            "reverse_proxy_tls_enabled": False,
+            "reverse_proxy_http_port": free_port(),
+            "reverse_proxy_web_ui_upstream": "",
+            "reverse_proxy_auth_url": f"http://127.0.0.1:{up['oauth']}/oauth2/auth",
+            "reverse_proxy_auth_user_header": "X-Auth-Request-User",
+            "reverse_proxy_login_url": "/oauth2/start",
+            "reverse_proxy_login_redirect_param": "rd",
+            "reverse_proxy_auth_cache_cookie": "_oauth2_proxy",
+            "reverse_proxy_hub_path": "/lab/hub/",
+        },
+        "external-login": {
+            **common,
+            "reverse_proxy_tls_enabled": False,
+            "reverse_proxy_http_port": free_port(),
+            "reverse_proxy_web_ui_upstream": "",
+            "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check?app=hub",
+            "reverse_proxy_login_url": "https://sso.testbed.example/login?app=hub",
+        },
+    }
+
+
+def _render_playbook(variants: dict, tmp: Path) -> list:
+    tasks = []
+    for name, values in variants.items():
+        d = tmp / name
+        values = {
+            **values,
+            "reverse_proxy_site_name": name,
+            "__reverse_proxy_hub_secret": SECRET,
+            "__reverse_proxy_secret_snippet": str(d / "secret.conf"),
+            "__reverse_proxy_cache_dir": str(d / "cache"),
+            "__reverse_proxy_tls_certificate_path": str(tmp / "tls.crt"),
+            "__reverse_proxy_tls_key_path": str(tmp / "tls.key"),
+        }
+        for src, dest in (
+            ("etc/nginx/sites-available/testbed-hub.conf.j2", d / "site.conf"),
+            ("etc/nginx/snippets/hub-secret.conf.j2", d / "secret.conf"),
+        ):
+            tasks.append(
+                {
+                    "name": f"Render {name} {dest.name}",
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates" / src),
+                        "dest": str(dest),
+                        "mode": "0600",
+                    },
+                    "vars": values,
+                }
+            )
+    return [
+        {
+            "name": "Render the site variants",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+            "tasks": tasks,
+        }
+    ]
+
+
+def _self_signed(tmp: Path) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-keyout", str(tmp / "tls.key"), "-out", str(tmp / "tls.crt")],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def sites(upstreams, tmp_path_factory):
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    if not playbook_bin.exists():
+        pytest.skip("ansible-playbook is not installed (make venv)")
+    tmp = tmp_path_factory.mktemp("nginx")
+    _self_signed(tmp)
+    variants = _variants(upstreams, tmp)
+    # vars_files outrank play vars: pass the variants as task vars (higher still).
+    for name in variants:
+        (tmp / name / "cache").mkdir(parents=True)
+        (tmp / name / "logs").mkdir()
+    pb = tmp / "render.yml"
+    pb.write_text(yaml.safe_dump(_render_playbook(variants, tmp), sort_keys=False))
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp / "ansible-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    proc = subprocess.run(
+        [str(playbook_bin), "-i", "localhost,", "-c", "local"]
+        + ["-e", f"ansible_python_interpreter={sys.executable}", str(pb)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    masters = {}
+    for name, values in variants.items():
+        d = tmp / name
+        site = (d / "site.conf").read_text().replace("/var/log/nginx/", f"{d}/logs/")
+        (d / "site.conf").write_text(site)
+        conf = d / "nginx.conf"
+        conf.write_text(
+            f"load_module {MODULES}/ndk_http_module.so;\n"
+            f"load_module {MODULES}/ngx_http_set_misc_module.so;\n"
+            f"pid {d}/nginx.pid;\nerror_log {d}/logs/error.log info;\n"
+            "daemon off;\nevents {}\nhttp {\n"
+            "  include /etc/nginx/mime.types;\n"
+            f"  access_log {d}/logs/access.log;\n"
+            f"  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n"
+            f"  include {d}/site.conf;\n}}\n"
+        )
+        test = subprocess.run(
+            [NGINX, "-t", "-q", "-p", str(d), "-c", str(conf)], capture_output=True, text=True
+        )
+        assert test.returncode == 0, f"{name}: nginx -t failed: {test.stderr}"
+        masters[name] = subprocess.Popen(
+            [NGINX, "-p", str(d), "-c", str(conf)], stderr=subprocess.DEVNULL
+        )
+    for name, values in variants.items():
+        port = values["reverse_proxy_http_port"]
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+    yield {name: values for name, values in variants.items()}
+    for p in masters.values():
+        os.kill(p.pid, signal.SIGQUIT)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _tls(sites):
+    return Target(f"https://localhost:{sites['tls']['reverse_proxy_https_port']}", verify=False)
+
+
+def _plain(sites, name):
+    return Target(f"http://localhost:{sites[name]['reverse_proxy_http_port']}")
+
+
+def test_logged_in_gets_user_and_secret(sites):
+    r = request(_tls(sites), "/jupyter/hub/api/user", headers=[("Cookie", "s=user-alice")])
+    assert r.status == 200
+    echo_seen = r.json()
+    assert forwarded_headers(echo_seen, "X-Authorized-User") == ["alice"]
+    assert forwarded_headers(echo_seen, "X-Testbed-Hub-Secret") == [SECRET]
+
+
+def test_auth_403_stays_403(sites):
+    r = request(_tls(sites), "/jupyter/hub/home", headers=[("Cookie", "s=forbidden")])
+    assert r.status == 403 and b"does not allow this account" in r.body
+
+
+@pytest.mark.parametrize("cookie", ["s=redirect", "s=slow"])
+def test_auth_redirect_or_timeout_is_503(sites, cookie):
+    t0 = time.monotonic()
+    r = request(_tls(sites), "/jupyter/hub/home", headers=[("Cookie", cookie)])
+    assert r.status == 503 and b"Login service unavailable" in r.body
+    assert time.monotonic() - t0 < 2.4, "reverse_proxy_auth_timeout (1 s) was not applied"
+
+
+def test_http_redirect_keeps_default_port_out(sites):
+    r = request(_plain(sites, "tls"), "/jupyter/?a=1")
+    assert r.status == 301
+    port = sites["tls"]["reverse_proxy_https_port"]
+    # reverse_proxy_public_https_port is 443 here: no port in the redirect.
+    assert r.header("Location") == "https://localhost/jupyter/?a=1", port
+
+
+def test_oauth2_proxy_style_variables(sites):
+    t = _plain(sites, "oauth2")
+    r = request(t, "/lab/hub/home?x=1&y=a%26b", headers=[("Accept", "text/html")])
+    assert r.status == 302
+    loc = r.header("Location")
+    assert loc.startswith("/oauth2/start?rd=")
+    assert redirect_param(loc, "rd") == t.url("/lab/hub/home?x=1&y=a%26b")
+    ok = request(t, "/lab/hub/api/user", headers=[("Cookie", "_oauth2_proxy=user-bob")])
+    assert forwarded_headers(ok.json(), "X-Authorized-User") == ["bob"]
+    assert forwarded_headers(ok.json(), "X-Forwarded-Proto") == ["http"]
+    assert "Strict-Transport-Security" not in dict(ok.headers)
+
+
+def test_no_web_ui_root_redirects_to_hub_and_rest_is_404(sites):
+    t = _plain(sites, "oauth2")
+    r = request(t, "/")
+    assert (r.status, r.header("Location")) == (302, "/lab/hub/")
+    assert request(t, "/auth/login").status == 404
+
+
+def test_absolute_login_url_with_query(sites):
+    t = _plain(sites, "external-login")
+    r = request(t, "/jupyter/hub/?q=1", headers=[("Accept", "text/html")])
+    loc = r.header("Location")
+    assert loc.startswith("https://sso.testbed.example/login?app=hub&next=")
+    assert redirect_param(loc, "next") == t.url("/jupyter/hub/?q=1")
+
+
+def test_cache_keeps_403_uncached(sites):
+    """Only 2xx answers are cached: a 403 session stays 403 on every request."""
+    for _ in range(3):
+        r = request(_tls(sites), "/jupyter/hub/home", headers=[("Cookie", "s=forbidden")])
+        assert r.status == 403
