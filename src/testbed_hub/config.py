@@ -352,7 +352,7 @@ def apply(
 
     # -- spawner ------------------------------------------------------------
     nb = spawner["notebook_dir"].rstrip("/")
-    c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+    c.JupyterHub.spawner_class = "testbed_hub.spawner.TestbedDockerSpawner"
     c.DockerSpawner.image = spawner["image"]
     c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.remove = True

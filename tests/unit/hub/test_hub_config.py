@@ -129,7 +129,7 @@ def test_authenticator_lists_use_mapped_names(settings):
 def test_docker_spawner(settings):
     c = build(settings)
     d = c.DockerSpawner
-    assert c.JupyterHub.spawner_class == "dockerspawner.DockerSpawner"
+    assert c.JupyterHub.spawner_class == "testbed_hub.spawner.TestbedDockerSpawner"
     assert d.image == "testbed-hub/notebook:abc123"
     assert d.pull_policy == "never"
     assert d.remove is True
@@ -155,11 +155,11 @@ def test_docker_spawner(settings):
 def test_spawner_config_is_accepted_by_dockerspawner(settings):
     from types import SimpleNamespace
 
-    from dockerspawner import DockerSpawner
+    from testbed_hub.spawner import TestbedDockerSpawner
 
     c = build(settings)
     user = SimpleNamespace(name=identity_to_username("Alice@Example.org"), id=1, url="/u/")
-    s = DockerSpawner(config=c, user=user)
+    s = TestbedDockerSpawner(config=c, user=user)
     assert s.pull_policy == "never"
     assert s.object_name == f"jupyter-{user.name}"
     assert s.volume_binds == {
