@@ -1,4 +1,4 @@
-"""roles/notebook_image/files/build_wheel.py: the project wheel is reproducible, so an
+"""scripts/build_wheel.py: the project wheel is reproducible, so an
 unchanged project gives the same image tag (content hash)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-BUILDER = ROOT / "roles" / "notebook_image" / "files" / "build_wheel.py"
+BUILDER = ROOT / "scripts" / "build_wheel.py"
 
 
 def build(project: Path, out: Path) -> dict:
@@ -82,3 +82,35 @@ def test_refuses_a_folder_that_is_not_the_project(tmp_path):
     assert proc.returncode == 2
     assert "has no pyproject.toml and src/" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_unchanged_sources_skip_pip_and_a_change_rebuilds(snapshot, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(snapshot, project)
+    out = tmp_path / "out"
+    one = build(project, out)
+    stamp = json.loads((out / ".sources.json").read_text())
+    assert stamp["sha256"] == one["sha256"] and stamp["name"] == one["name"]
+    wheel = Path(one["path"])
+    mtime = wheel.stat().st_mtime_ns
+    # Unchanged: the same answer from the stamp, the wheel untouched.
+    assert build(project, out) == one
+    assert wheel.stat().st_mtime_ns == mtime
+    # A cache file does not count; a source change does.
+    (project / "src" / "testbed" / "__pycache__" / "other.pyc").write_bytes(b"y")
+    assert build(project, out) == one
+    data = project / "src" / "testbed" / "data.py"
+    data.write_text(data.read_text() + "\n# changed\n")
+    two = build(project, out)
+    assert two["sha256"] != one["sha256"]
+    assert hashlib.sha256(Path(two["path"]).read_bytes()).hexdigest() == two["sha256"]
+    assert json.loads((out / ".sources.json").read_text())["sha256"] == two["sha256"]
+
+
+def test_a_wheel_replaced_by_hand_is_rebuilt(snapshot, tmp_path):
+    out = tmp_path / "out"
+    one = build(snapshot, out)
+    Path(one["path"]).write_bytes(b"not a wheel")
+    assert build(snapshot, out)["sha256"] == one["sha256"]
+    assert hashlib.sha256(Path(one["path"]).read_bytes()).hexdigest() == one["sha256"]
