@@ -31,6 +31,20 @@ from testbed.errors import TestbedError
 PROG = "run-notebook"
 
 
+def add_experiment_option(group, **extra) -> None:
+    """``--experiment/-e ID ...`` (repeatable), shared with the batch benchmark."""
+    group.add_argument(
+        "--experiment",
+        "-e",
+        metavar="ID",
+        action="extend",
+        nargs="+",
+        dest="experiments",
+        help="experiment id(s); repeatable",
+        **extra,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -41,15 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
     select = parser.add_mutually_exclusive_group(required=True)
-    select.add_argument(
-        "--experiment",
-        "-e",
-        metavar="ID",
-        action="extend",
-        nargs="+",
-        dest="experiments",
-        help="experiment id(s); repeatable",
-    )
+    add_experiment_option(select)
     select.add_argument("--all", action="store_true", help="every experiment in the database")
     select.add_argument(
         "--query",

@@ -1,0 +1,509 @@
+"""Benchmark ``run-notebook --jobs N`` against a sequential loop of the ``papermill`` CLI.
+
+One invocation measures, on the same notebook and experiments:
+
+1. per-run overhead (first, so it also warms the disk cache for both arms):
+   starting and stopping a kernel with jupyter_client (start, wait until ready,
+   shut down; median of 3) and one ``papermill`` CLI run of a notebook holding
+   only a parameters cell (median of 3);
+2. baseline: a shell-style sequential loop, one ``papermill IN OUT -r
+   experiment_id ID`` process per experiment, timed as a whole;
+3. candidate: one ``run-notebook NOTEBOOK --experiment ... --jobs N`` process,
+   timed as a whole (it also exports each run to HTML and writes the summary,
+   work the baseline does not do).
+
+The experiment id goes to the same parameter the batch command sets
+(``experiment_id``), as a raw string (``-r``) so an id such as ``001`` stays the
+string the batch command passes rather than becoming the number 1.
+
+Example (the issue's target: at least 1.7 times faster with 20 experiments on 2 cores)::
+
+    python -m testbed.batch.bench files/notebooks/02-ptt-performance.ipynb \\
+        --experiment $(seq -f 'exp-%03g' 1 20) --jobs 2 --json bench.json
+
+Prints a table, then one JSON object as the last line of stdout. Exit status:
+0 both arms ran every experiment successfully (whatever the speedup), 1 some run
+failed, 2 bad input (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from testbed.batch.cli import add_experiment_option
+from testbed.batch.notebook import NotebookError, inspect_notebook
+from testbed.batch.runner import EXPERIMENT_PARAM, BatchError, BatchPlan, plan_batch, safe_name
+from testbed.errors import TestbedError
+
+PROG = "python -m testbed.batch.bench"
+TARGET_SPEEDUP = 1.7
+OVERHEAD_SAMPLES = 3
+KERNEL_READY_TIMEOUT_S = 60.0
+
+
+class BenchInputError(Exception):
+    """The benchmark cannot start; ``problems`` says what is wrong and what to do."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(f"- {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Failure:
+    arm: str  # "sequential", "batch" or "overhead"
+    experiment: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"arm": self.arm, "experiment": self.experiment, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Tools:
+    papermill: tuple[str, ...]
+    run_notebook: tuple[str, ...]
+
+
+def summarize(
+    *,
+    experiments: int,
+    jobs: int,
+    sequential_s: float,
+    batch_s: float,
+    kernel_start_s: float | None,
+    empty_run_s: float | None,
+    failures: Sequence[Failure] = (),
+    target_speedup: float = TARGET_SPEEDUP,
+) -> dict[str, Any]:
+    """The result object from the timings (seconds); pure arithmetic.
+
+    ``speedup`` is ``sequential_s / batch_s`` (None when ``batch_s`` is not positive);
+    ``meets_target`` needs no failure and ``speedup >= target_speedup``.
+    """
+
+    def sec(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    speedup = round(sequential_s / batch_s, 3) if batch_s > 0 else None
+    return {
+        "experiments": experiments,
+        "jobs": jobs,
+        "sequential_s": sec(sequential_s),
+        "batch_s": sec(batch_s),
+        "speedup": speedup,
+        "kernel_start_s": sec(kernel_start_s),
+        "empty_run_s": sec(empty_run_s),
+        "failures": len(failures),
+        "failed_runs": [f.as_dict() for f in failures],
+        "target_speedup": target_speedup,
+        "meets_target": bool(not failures and speedup is not None and speedup >= target_speedup),
+    }
+
+
+def format_table(result: dict[str, Any], notebook: Path) -> str:
+    """A plain-text table of the figures in ``result``."""
+    n = result["experiments"]
+
+    def per_run(total: float | None) -> str:
+        return f"{total / n:.3f}" if total is not None and n else "-"
+
+    def fmt(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:.3f}{unit}"
+
+    failed = {"sequential": 0, "batch": 0, "overhead": 0}
+    for f in result["failed_runs"]:
+        failed[f["arm"]] = failed.get(f["arm"], 0) + 1
+    rows = [
+        ("arm", "wall_s", "per_run_s", "failed"),
+        (
+            "sequential papermill CLI loop",
+            fmt(result["sequential_s"]),
+            per_run(result["sequential_s"]),
+            str(failed["sequential"]),
+        ),
+        (
+            f"run-notebook --jobs {result['jobs']}",
+            fmt(result["batch_s"]),
+            per_run(result["batch_s"]),
+            str(failed["batch"]),
+        ),
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        f"notebook: {notebook}",
+        f"experiments: {n}   jobs: {result['jobs']}   cores: {os.cpu_count()}",
+        "",
+    ]
+    lines += ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    lines += [
+        "",
+        f"speedup (sequential_s / batch_s): {fmt(result['speedup'], 'x')}   "
+        f"target: {result['target_speedup']}x   meets_target: {result['meets_target']}",
+        f"kernel start+ready+shutdown, median of {OVERHEAD_SAMPLES}: "
+        f"{fmt(result['kernel_start_s'], ' s')}",
+        f"papermill CLI run of an empty notebook, median of {OVERHEAD_SAMPLES}: "
+        f"{fmt(result['empty_run_s'], ' s')}",
+        f"failures: {result['failures']}",
+    ]
+    lines += [f"  {f['arm']} {f['experiment']}: {f['error']}" for f in result["failed_runs"]]
+    return "\n".join(lines)
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _console_script(name: str) -> str | None:
+    """``name`` next to this interpreter (same environment) or else on PATH."""
+    sibling = Path(sys.executable).parent / name
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    return shutil.which(name)
+
+
+def find_tools() -> tuple[Tools | None, list[str]]:
+    problems = []
+    papermill = _console_script("papermill")
+    if papermill is None:
+        problems.append(
+            "the papermill CLI is not installed in this environment: install the notebook "
+            "extras (pip install -e '.[notebook]') or pip install 'papermill>=2.5'"
+        )
+    try:
+        import jupyter_client  # noqa: F401
+    except ImportError:
+        problems.append(
+            "jupyter_client is not installed: install the notebook extras "
+            "(pip install -e '.[notebook]')"
+        )
+    run_notebook = _console_script("run-notebook")
+    runner = (run_notebook,) if run_notebook else (sys.executable, "-m", "testbed.batch.cli")
+    if papermill is None:
+        return None, problems
+    return Tools((papermill,), runner), problems
+
+
+def validate(
+    notebook: str,
+    experiments: Sequence[str],
+    jobs: int,
+    workdir: str | None,
+    json_file: str | None,
+) -> tuple[BatchPlan, Tools]:
+    """Check everything before any run; raise :class:`BenchInputError` listing the problems."""
+    problems: list[str] = []
+    if not experiments:
+        problems.append(
+            "no experiments given: name them with --experiment ID (repeatable), e.g. "
+            "--experiment exp-001 exp-002 ...; the issue's benchmark uses 20"
+        )
+    if workdir is not None:
+        wd = Path(workdir)
+        if wd.exists() and not wd.is_dir():
+            problems.append(f"--workdir {wd} exists and is not a directory; choose another")
+    if json_file is not None:
+        target = Path(json_file)
+        if target.is_dir():
+            problems.append(f"--json {target} is a directory; give a file name")
+        elif not target.parent.is_dir():
+            problems.append(
+                f"--json {target}: directory {target.parent} does not exist; create it first"
+            )
+    tools, tool_problems = find_tools()
+    problems += tool_problems
+    if problems:
+        # do not consult the database when the request is already wrong; still check the
+        # notebook so every problem of the command line shows up at once
+        if jobs < 1:
+            problems.append(f"--jobs must be at least 1, got {jobs}")
+        try:
+            inspect_notebook(notebook)
+        except NotebookError as exc:
+            problems.insert(0, str(exc))
+        raise BenchInputError(problems)
+    assert tools is not None
+    base = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+    try:
+        plan = plan_batch(
+            notebook,
+            experiments=list(experiments),
+            jobs=jobs,
+            output_dir=base / "batch",
+        )
+    except BatchError as exc:  # the batch output directory is --workdir's batch/ here
+        problems = [p.replace("--output-dir", "--workdir") for p in exc.problems]
+        raise BenchInputError(problems) from None
+    except TestbedError as exc:
+        raise BenchInputError([str(exc)]) from None
+    return plan, tools
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:300] if lines else ""
+
+
+def papermill_command(
+    tools: Tools, plan: BatchPlan, source: Path, output: Path, experiment: str
+) -> list[str]:
+    return [
+        *tools.papermill,
+        str(source),
+        str(output),
+        "-r",
+        plan.experiment_param,
+        experiment,
+        "-k",
+        plan.kernel_name,
+        "--cwd",
+        str(plan.notebook.parent),
+        "--no-progress-bar",
+    ]
+
+
+def run_sequential(
+    plan: BatchPlan, tools: Tools, workdir: Path, log: Callable[[str], None]
+) -> tuple[float, list[Failure]]:
+    """The baseline: one papermill CLI process per experiment, one after the other."""
+    out = workdir / "sequential"
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    total = len(plan.experiments)
+    start = time.perf_counter()
+    for i, exp in enumerate(plan.experiments, start=1):
+        name = safe_name(exp)
+        cmd = papermill_command(tools, plan, plan.notebook, out / f"{name}.ipynb", exp)
+        t0 = time.perf_counter()
+        with (out / f"{name}.log").open("wb") as fh:
+            code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh).returncode
+        status = "ok" if code == 0 else f"failed (exit {code})"
+        log(f"sequential [{i}/{total}] {exp} {status} in {time.perf_counter() - t0:.1f} s")
+        if code != 0:
+            error = _last_line(out / f"{name}.log") or f"papermill exited {code}"
+            failures.append(Failure("sequential", exp, error))
+    return time.perf_counter() - start, failures
+
+
+def run_batch_arm(
+    plan: BatchPlan, tools: Tools, jobs: int, workdir: Path, log: Callable[[str], None]
+) -> tuple[float, list[Failure]]:
+    """The candidate: one run-notebook process over every experiment with ``--jobs``."""
+    out = workdir / "batch"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        *tools.run_notebook,
+        str(plan.notebook),
+        *(f"--experiment={exp}" for exp in plan.experiments),
+        "--jobs",
+        str(jobs),
+        "--output-dir",
+        str(out),
+        "--kernel",
+        plan.kernel_name,
+        "--progress",
+        "lines",
+    ]
+    if plan.experiment_param != EXPERIMENT_PARAM:
+        cmd += ["--experiment-param", plan.experiment_param]
+    log_path = workdir / "batch.log"
+    log(f"batch: run-notebook on {len(plan.experiments)} experiment(s) with --jobs {jobs}")
+    start = time.perf_counter()
+    with log_path.open("wb") as fh:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fh, text=True
+        )
+    elapsed = time.perf_counter() - start
+    log(f"batch: exit {proc.returncode} in {elapsed:.1f} s")
+    lines = proc.stdout.strip().splitlines()
+    summary = Path(lines[-1]) / "summary.csv" if lines else None
+    if proc.returncode == 0:
+        return elapsed, []
+    if proc.returncode == 1 and summary is not None and summary.is_file():
+        with summary.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        failures = [
+            Failure("batch", row["experiment"], row["error"] or row["status"])
+            for row in rows
+            if row["status"] != "ok"
+        ]
+        if failures:
+            return elapsed, failures
+    error = _last_line(log_path) or "no output"
+    return elapsed, [
+        Failure("batch", exp, f"run-notebook exited {proc.returncode}: {error}")
+        for exp in plan.experiments
+    ]
+
+
+def kernel_start_stop(kernel_name: str, cwd: Path) -> float:
+    """Seconds to start a kernel, wait until it answers, and shut it down."""
+    from jupyter_client import KernelManager
+
+    start = time.perf_counter()
+    km = KernelManager(kernel_name=kernel_name)
+    km.start_kernel(cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT_S)
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel()
+    return time.perf_counter() - start
+
+
+def write_empty_notebook(path: Path, plan: BatchPlan) -> Path:
+    cell = nbformat.v4.new_code_cell(
+        f'{plan.experiment_param} = ""', metadata={"tags": ["parameters"]}
+    )
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {
+        "name": plan.kernel_name,
+        "language": "python",
+        "display_name": plan.kernel_name,
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def measure_overhead(
+    plan: BatchPlan, tools: Tools, workdir: Path, log: Callable[[str], None]
+) -> tuple[float | None, float | None, list[Failure]]:
+    """Median kernel start+stop and median papermill CLI run of an empty notebook."""
+    out = workdir / "overhead"
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[Failure] = []
+    kernel: list[float] = []
+    for i in range(OVERHEAD_SAMPLES):
+        try:
+            kernel.append(kernel_start_stop(plan.kernel_name, plan.notebook.parent))
+        except Exception as exc:  # noqa: BLE001 - reported as a failed probe, not a crash
+            failures.append(Failure("overhead", f"kernel-start-{i + 1}", f"{exc!r}"[:300]))
+            break
+    log(f"overhead: kernel start+stop {', '.join(f'{s:.2f}' for s in kernel)} s")
+
+    empty = write_empty_notebook(out / "empty.ipynb", plan)
+    runs: list[float] = []
+    for i in range(OVERHEAD_SAMPLES):
+        log_path = out / f"empty-{i + 1}.log"
+        cmd = papermill_command(
+            tools, plan, empty, out / f"empty-{i + 1}.out.ipynb", plan.experiments[0]
+        )
+        t0 = time.perf_counter()
+        with log_path.open("wb") as fh:
+            code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh).returncode
+        if code != 0:
+            error = _last_line(log_path) or f"papermill exited {code}"
+            failures.append(Failure("overhead", f"empty-run-{i + 1}", error))
+            break
+        runs.append(time.perf_counter() - t0)
+    log(f"overhead: empty papermill run {', '.join(f'{s:.2f}' for s in runs)} s")
+    return (
+        statistics.median(kernel) if len(kernel) == OVERHEAD_SAMPLES else None,
+        statistics.median(runs) if len(runs) == OVERHEAD_SAMPLES else None,
+        failures,
+    )
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Time run-notebook --jobs N against a sequential loop of the papermill "
+        "CLI over the same experiments, and the per-run overhead (kernel start, empty run).",
+        epilog="Exit status: 0 every run of both arms succeeded (whatever the speedup), "
+        "1 some run failed, 2 bad input (nothing ran). The last line of stdout is JSON.",
+    )
+    parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
+    add_experiment_option(parser, default=[])
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=os.cpu_count() or 1,
+        help=f"run-notebook --jobs (default: cores, {os.cpu_count()})",
+    )
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        default=None,
+        help="keep executed notebooks and logs here (default: a temporary directory, "
+        "removed unless a run failed)",
+    )
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write the JSON here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = sys.stderr
+    experiments = list(dict.fromkeys(args.experiments))
+    try:
+        plan, tools = validate(args.notebook, experiments, args.jobs, args.workdir, args.json)
+    except BenchInputError as exc:
+        print(f"{PROG}: nothing was run:\n{exc}", file=err)
+        return 2
+
+    def log(line: str) -> None:
+        print(f"bench: {line}", file=err, flush=True)
+
+    keep = args.workdir is not None
+    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="batch-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    log(f"{plan.notebook.name} on {len(plan.experiments)} experiment(s); files in {workdir}")
+    log(f"baseline: {' '.join(tools.papermill)}; candidate: {' '.join(tools.run_notebook)}")
+
+    kernel_s, empty_s, failures = measure_overhead(plan, tools, workdir, log)
+    sequential_s, seq_failures = run_sequential(plan, tools, workdir, log)
+    batch_s, batch_failures = run_batch_arm(plan, tools, args.jobs, workdir, log)
+    failures += seq_failures + batch_failures
+
+    result = summarize(
+        experiments=len(plan.experiments),
+        jobs=args.jobs,
+        sequential_s=sequential_s,
+        batch_s=batch_s,
+        kernel_start_s=kernel_s,
+        empty_run_s=empty_s,
+        failures=failures,
+    )
+    line = json.dumps(result)
+    if args.json:
+        Path(args.json).write_text(line + "\n", encoding="utf-8")
+    if failures and not keep:
+        log(f"some runs failed; their notebooks and logs stay in {workdir}")
+    elif not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(format_table(result, plan.notebook))
+    print(line, flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
