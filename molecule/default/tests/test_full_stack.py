@@ -1,0 +1,133 @@
+"""The whole base station from site.yml with the demo's variables.
+
+Single sign-on through nginx into a spawned JupyterLab, then the operator
+playbooks (run-notebooks, backup, restore) run against the instance exactly
+as an operator runs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testbed_devtools.hubclient import HubSession
+from testbed_hub.auth import identity_to_username
+from testbed_sim.seed import generate
+
+REPO = Path(__file__).resolve().parents[3]
+USER_ID = "bob@testbed.example"
+USER = identity_to_username(USER_ID)
+VOLUME = f"jupyterhub-user-{USER}"
+RUNS = REPO / "artifacts" / "runs"
+BACKUP = "/var/backups/testbed-hub/20261126T000000Z"
+
+
+def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name), *extra]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+
+
+def flat(res: subprocess.CompletedProcess[str]) -> str:
+    """stdout + stderr on one line (callbacks wrap long messages)."""
+    return " ".join((res.stdout + res.stderr).split())
+
+
+@pytest.fixture(scope="module")
+def sso():
+    """Log in from outside (this machine) through nginx; the user's server is spawned."""
+    ip = subprocess.run(
+        ["docker", "inspect", "tb-default", "--format", "{{.NetworkSettings.IPAddress}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    session = HubSession(f"https://{ip}")
+    timing = session.login_to_lab(USER_ID, USER)
+    return session, timing
+
+
+def test_sso_lands_in_jupyterlab(sso):
+    session, timing = sso
+    assert timing.redirects[0].endswith("/jupyter/")
+    assert f"/jupyter/hub/spawn-pending/{USER}" in timing.redirects or any(
+        r.endswith(f"/jupyter/user/{USER}/lab") for r in timing.redirects
+    ), timing.redirects
+    assert session.username == USER
+
+
+def test_user_container_has_the_three_mounts(host, sso):
+    mounts = json.loads(
+        host.check_output(f"docker inspect jupyter-{USER} --format '{{{{json .Mounts}}}}'")
+    )
+    by_dest = {m["Destination"]: m for m in mounts}
+    assert by_dest["/home/jovyan/nist"]["Name"] == VOLUME
+    assert by_dest["/home/jovyan/nist/share"]["Name"] == "jupyterhub-shared"
+    assert by_dest["/home/jovyan/nist/media"]["Source"] == "/srv/lmr/wavs"
+    assert by_dest["/home/jovyan/nist/media"]["RW"] is False
+
+
+def test_run_notebooks_playbook_matches_seed(sso):
+    ids = ["exp-001", "exp-002", "exp-003"]
+    res = run_playbook(
+        "run-notebooks.yml",
+        "-e",
+        f"run_user={USER}",
+        "-e",
+        "run_notebook=demo-notebooks/02-ptt-performance.ipynb",
+        "-e",
+        json.dumps({"run_experiments": ids, "run_fetch_dir": str(RUNS)}),
+    )
+    assert res.returncode == 0, res.stdout[-3000:]
+    rows = list(csv.DictReader(io.StringIO((RUNS / "02-ptt-performance-summary.csv").read_text())))
+    assert [r["experiment"] for r in rows] == ids
+    assert {r["status"] for r in rows} == {"ok"}
+    events = generate().ptt_events
+    for row in rows:
+        mine = [e for e in events if e["experiment_id"] == row["experiment"]]
+        assert int(row["n_events"]) == len(mine)
+        want = statistics.fmean(e["access_delay_ms"] for e in mine)
+        assert float(row["mean_access_delay_ms"]) == pytest.approx(want, abs=0.01)
+
+
+def test_run_notebooks_rejects_unknown_experiment(sso):
+    res = run_playbook(
+        "run-notebooks.yml",
+        "-e",
+        f"run_user={USER}",
+        "-e",
+        "run_notebook=demo-notebooks/02-ptt-performance.ipynb",
+        "-e",
+        json.dumps({"run_experiments": ["exp-999"]}),
+    )
+    assert res.returncode != 0
+    out = flat(res)
+    assert "run-notebook exited with 2" in out, out[-3000:]
+    assert "No experiment ''exp-999'' in the experiment database" in out, out[-3000:]
+
+
+def test_backup_and_restore_bring_back_a_users_file(host, sso):
+    marker = "/home/jovyan/nist/backup-marker.txt"
+    host.check_output(f"docker exec jupyter-{USER} sh -c 'echo kept-by-backup > {marker}'")
+    res = run_playbook("backup.yml", "-e", "backup_timestamp=20261126T000000Z")
+    assert res.returncode == 0, res.stdout[-3000:]
+    manifest = json.loads(host.file(f"{BACKUP}/MANIFEST.json").content_string)
+    assert VOLUME in manifest["volumes"]
+    host.check_output(f"docker exec jupyter-{USER} rm {marker}")
+    res = run_playbook(
+        "restore.yml",
+        "-e",
+        "backup_timestamp=20261126T000000Z",
+        "-e",
+        json.dumps({"restore_volumes": [VOLUME], "restore_hub_state": False}),
+    )
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert host.check_output(f"docker exec jupyter-{USER} cat {marker}") == "kept-by-backup"

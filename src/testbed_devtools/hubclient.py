@@ -1,0 +1,273 @@
+"""A researcher's walk through the base station, without a browser.
+
+Used by the end-to-end tests (security checks, kernel over WebSocket) and by
+the benchmark (spawn latency): log in at the testbed login through nginx, let
+JupyterHub spawn the user's server, wait until JupyterLab answers, start a
+kernel and run code over its WebSocket channel, all through the public
+HTTPS origin exactly as a browser does.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import urllib3
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+class HubFlowError(AssertionError):
+    """A step of the walk gave an answer a browser would not accept."""
+
+
+@dataclass
+class Timing:
+    """Seconds from submitting the login form to a JupyterLab page (status 200)."""
+
+    login_s: float = 0.0
+    ready_s: float = 0.0
+    polls: int = 0
+    redirects: list[str] = field(default_factory=list)
+
+
+class HubSession:
+    """One user's cookie jar against ``base_url`` (e.g. ``https://localhost:8443``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        hub_path: str = "/jupyter/",
+        login_path: str = "/auth/login",
+        next_param: str = "next",
+        verify: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.hub_path = "/" + hub_path.strip("/") + "/"
+        self.login_path = login_path
+        self.next_param = next_param
+        self.timeout = timeout
+        self.http = requests.Session()
+        # Never through the site's HTTP proxy, never with its CA bundle: the
+        # base station is reached directly and uses a self-signed certificate.
+        self.http.trust_env = False
+        self.http.verify = verify
+        if not verify:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.username: str | None = None
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def hub(self, path: str = "") -> str:
+        return self.url(self.hub_path + path.lstrip("/"))
+
+    def get(self, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", self.timeout)
+        return self.http.get(self.url(path), **kw)
+
+    # -- login ---------------------------------------------------------------
+    def login(self, user: str, password: str = "") -> requests.Response:
+        """Open the hub, be sent to the testbed login, submit it, follow it back.
+
+        Returns the last answer of the redirect chain (the hub's spawn page,
+        spawn-pending page or JupyterLab itself).
+        """
+        first = self.http.get(
+            self.hub(), headers={"Accept": BROWSER_ACCEPT}, allow_redirects=False, timeout=30
+        )
+        location = first.headers.get("Location", "")
+        if first.status_code != 302 or urlsplit(location).path != self.login_path:
+            raise HubFlowError(
+                f"GET {self.hub()} without a session: expected 302 to {self.login_path}, got "
+                f"{first.status_code} Location={location!r}"
+            )
+        nxt = parse_qs(urlsplit(location).query).get(self.next_param, [""])[0]
+        r = self.http.post(
+            self.url(self.login_path),
+            data={"username": user, "password": password, self.next_param: nxt},
+            headers={"Accept": BROWSER_ACCEPT},
+            timeout=self.timeout,
+        )
+        if r.status_code >= 400:
+            raise HubFlowError(f"login as {user!r}: {r.status_code} at {r.url}: {r.text[:300]}")
+        return r
+
+    def hub_user(self) -> str:
+        """The hub user name this session maps to (from the spawn URLs)."""
+        if self.username:
+            return self.username
+        r = self.http.get(self.hub("hub/home"), headers={"Accept": BROWSER_ACCEPT}, timeout=30)
+        marker = self.hub_path + "user/"
+        text = r.text
+        i = text.find(marker)
+        if r.status_code != 200 or i < 0:
+            raise HubFlowError(f"hub home page gave {r.status_code} without a user URL")
+        self.username = text[i + len(marker) :].split("/", 1)[0].split('"', 1)[0]
+        return self.username
+
+    def _hub_xsrf(self) -> dict[str, str]:
+        for c in self.http.cookies:
+            if c.name == "_xsrf" and (c.path or "").startswith(self.hub_path + "hub"):
+                return {"X-XSRFToken": c.value}
+        return {}
+
+    def wait_progress(self, username: str, timeout: float = 120.0) -> bool | None:
+        """Follow the hub's spawn progress stream (what the spawn-pending page does).
+
+        True when the hub reports the server ready, None when the stream is not
+        available (the caller polls instead); a failed spawn raises.
+        """
+        url = self.hub(f"hub/api/users/{username}/server/progress")
+        headers = {"Accept": "text/event-stream", **self._hub_xsrf()}
+        with self.http.get(url, headers=headers, stream=True, timeout=(10, timeout)) as r:
+            if r.status_code != 200:
+                return None
+            for line in r.iter_lines(decode_unicode=True):
+                if not line or not line.startswith("data:"):
+                    continue
+                event = json.loads(line[len("data:") :])
+                if event.get("failed"):
+                    raise HubFlowError(f"spawn of {username} failed: {event.get('message')}")
+                if event.get("ready"):
+                    return True
+        return None
+
+    def wait_lab(self, username: str, timeout: float = 120.0) -> tuple[requests.Response, int]:
+        """Wait for the spawn (progress stream, else polling), then open JupyterLab (200)."""
+        self.username = username
+        target = self.hub(f"user/{username}/lab")
+        deadline = time.monotonic() + timeout
+        self.wait_progress(username, timeout)
+        polls = 0
+        last = ""
+        while True:
+            polls += 1
+            r = self.http.get(target, headers={"Accept": BROWSER_ACCEPT}, timeout=self.timeout)
+            if r.status_code == 200 and r.url == target and "jupyter-config-data" in r.text:
+                return r, polls
+            last = f"{r.status_code} at {r.url}"
+            if time.monotonic() > deadline:
+                raise HubFlowError(f"JupyterLab of {username} not ready after {timeout} s: {last}")
+            if r.status_code >= 500 and "spawn" not in r.url:
+                raise HubFlowError(f"JupyterLab of {username}: {last}: {r.text[:300]}")
+            time.sleep(0.2)
+
+    def login_to_lab(self, user: str, username: str, timeout: float = 120.0) -> Timing:
+        """Login form submitted -> JupyterLab ready; the figure the benchmark reports."""
+        t0 = time.monotonic()
+        r = self.login(user)
+        t1 = time.monotonic()
+        _, polls = self.wait_lab(username, timeout)
+        t2 = time.monotonic()
+        return Timing(
+            login_s=t1 - t0,
+            ready_s=t2 - t0,
+            polls=polls,
+            redirects=[h.headers.get("Location", "") for h in r.history],
+        )
+
+    # -- the single-user server's REST API and kernels --------------------------
+    def _xsrf(self) -> dict[str, str]:
+        # The hub and each user server set their own _xsrf cookie (per path):
+        # the user server checks the one scoped to its own path.
+        mine = self.hub_path + f"user/{self.username}"
+        tokens = [c for c in self.http.cookies if c.name == "_xsrf"]
+        tokens.sort(key=lambda c: not (c.path or "").startswith(mine))
+        return {"X-XSRFToken": tokens[0].value} if tokens else {}
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        """``<hub>/user/<name>/api/<path>`` with the browser's cookies and XSRF token."""
+        if not self.username:
+            raise HubFlowError("no user server yet: call wait_lab() first")
+        headers = {"Accept": "application/json", **self._xsrf(), **kw.pop("headers", {})}
+        return self.http.request(
+            method,
+            self.hub(f"user/{self.username}/api/{path.lstrip('/')}"),
+            headers=headers,
+            timeout=kw.pop("timeout", self.timeout),
+            allow_redirects=False,
+            **kw,
+        )
+
+    def execute(self, code: str, timeout: float = 60.0) -> dict:
+        """Start a kernel, run ``code`` over the kernel WebSocket, shut the kernel down.
+
+        Returns ``{"status": ..., "stdout": ..., "result": ..., "kernel_id": ...}``.
+        """
+        import websocket  # websocket-client, a test dependency
+
+        r = self.api("POST", "kernels", json={"name": "python3"})
+        if r.status_code != 201:
+            raise HubFlowError(f"POST kernels: {r.status_code} {r.text[:300]}")
+        kernel_id = r.json()["id"]
+        try:
+            ws_url = self.hub(f"user/{self.username}/api/kernels/{kernel_id}/channels")
+            ws_url = "wss" + ws_url[len("https") :] if ws_url.startswith("https") else ws_url
+            cookie = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+            sslopt = {} if self.http.verify else {"cert_reqs": ssl.CERT_NONE}
+            origin = self.base_url
+            ws = websocket.create_connection(
+                ws_url,
+                cookie=cookie,
+                origin=origin,
+                sslopt=sslopt,
+                timeout=timeout,
+                http_no_proxy=["*"],
+            )
+            try:
+                return {"kernel_id": kernel_id, **_run_on_channel(ws, code, timeout)}
+            finally:
+                ws.close()
+        finally:
+            self.api("DELETE", f"kernels/{kernel_id}")
+
+
+def _run_on_channel(ws, code: str, timeout: float) -> dict:
+    msg_id = uuid.uuid4().hex
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "e2e",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": code, "silent": False, "store_history": False},
+                "buffers": [],
+                "channel": "shell",
+            }
+        )
+    )
+    out: dict = {"status": None, "stdout": "", "result": None}
+    deadline = time.monotonic() + timeout
+    idle = False
+    while time.monotonic() < deadline and not (idle and out["status"]):
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["header"]["msg_type"]
+        content = msg["content"]
+        if kind == "stream" and content.get("name") == "stdout":
+            out["stdout"] += content["text"]
+        elif kind == "execute_result":
+            out["result"] = content["data"].get("text/plain")
+        elif kind == "error":
+            out["error"] = f"{content['ename']}: {content['evalue']}"
+        elif kind == "execute_reply":
+            out["status"] = content["status"]
+        elif kind == "status" and content.get("execution_state") == "idle":
+            idle = True
+    if not out["status"]:
+        raise HubFlowError(f"no execute_reply within {timeout} s over the kernel WebSocket")
+    return out

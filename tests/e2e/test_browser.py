@@ -1,0 +1,141 @@
+"""A researcher in Chromium: testbed login -> JupyterLab -> a demo notebook runs.
+
+Chromium from Debian (``/usr/bin/chromium``) driven by Playwright; screenshots
+of each step land in ``artifacts/e2e/``.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import ALICE, BOB, shot
+
+DEMO = "share/demo-notebooks/03-audio.ipynb"
+
+
+def login(page, base_url: str, user: str, username: str) -> None:
+    """Open the hub URL, land on the testbed login, log in, arrive in JupyterLab."""
+    page.goto(f"{base_url}/jupyter/")
+    assert urlsplit(page.url).path == "/auth/login", page.url
+    nxt = parse_qs(urlsplit(page.url).query)["next"][0]
+    assert nxt == f"{base_url}/jupyter/", nxt
+    page.fill("input[name=username]", user)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(rf"/jupyter/user/{re.escape(username)}/lab"), timeout=120_000)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+
+
+def xsrf(page, username: str) -> str:
+    cookies = [c for c in page.context.cookies() if c["name"] == "_xsrf"]
+    cookies.sort(key=lambda c: not c["path"].startswith(f"/jupyter/user/{username}"))
+    return cookies[0]["value"]
+
+
+def contents(page, base_url: str, username: str, path: str = "") -> list[str]:
+    r = page.request.get(f"{base_url}/jupyter/user/{username}/api/contents/{path}")
+    assert r.status == 200, r.text()
+    return sorted(item["name"] for item in r.json()["content"])
+
+
+@pytest.fixture(scope="module")
+def alice_page(browser, base_url, alice):
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
+    ctx.set_default_timeout(60_000)
+    page = ctx.new_page()
+    page.goto(f"{base_url}/jupyter/")
+    shot(page, "01-testbed-login")
+    login(page, base_url, ALICE, alice)
+    shot(page, "02-jupyterlab")
+    yield page
+    ctx.close()
+
+
+@pytest.fixture(scope="module")
+def copied_notebook(alice_page, base_url, alice) -> str:
+    page = alice_page
+    r = page.request.post(
+        f"{base_url}/jupyter/user/{alice}/api/contents",
+        data={"copy_from": DEMO},
+        headers={"X-XSRFToken": xsrf(page, alice), "Content-Type": "application/json"},
+    )
+    assert r.status == 201, f"copy {DEMO}: {r.status} {r.text()}"
+    return r.json()["path"]
+
+
+def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, base_url, alice):
+    page = alice_page
+    # ?reset: a fresh workspace (no tabs restored from an earlier session).
+    page.goto(f"{base_url}/jupyter/user/{alice}/lab/tree/{copied_notebook}?reset")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    panel.locator(".jp-Cell").first.wait_for(timeout=120_000)
+    # Wait for the kernel, then Run > Run All Cells from the menu bar.
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    # Cells below the fold are kept in the DOM but not painted: wait for
+    # "attached", then scroll the player into view for the screenshot.
+    panel.locator("audio").first.wait_for(state="attached", timeout=180_000)
+    panel.locator(".jp-OutputArea-output img").first.wait_for(state="attached", timeout=180_000)
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.jp-InputPrompt')]"
+        ".some(e => e.textContent.includes('[*]'))",
+        timeout=180_000,
+    )
+    panel.locator(".jp-OutputArea-output img").first.evaluate("e => e.scrollIntoView()")
+    page.wait_for_timeout(500)
+    shot(page, "03-demo-notebook-plot")
+    panel.locator("audio").first.evaluate("a => a.closest('.jp-Cell').scrollIntoView()")
+    page.wait_for_timeout(500)
+    shot(page, "03-demo-notebook-ran")
+    errors = panel.locator("[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, errors.first.inner_text()
+    assert panel.locator(".jp-OutputArea-output img").count() >= 1
+    audio = panel.locator("audio")
+    assert audio.count() >= 1
+    src = audio.first.evaluate("a => a.querySelector('source')?.src || a.src")
+    assert src.startswith("data:audio/wav"), src[:60]
+    busy = [p for p in panel.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts() if "*" in p]
+    assert busy == [], busy
+    # Save from the UI, then read the file back: every code cell ran, in order.
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".jp-mod-dirty", state="detached", timeout=30_000)
+    r = page.request.get(
+        f"{base_url}/jupyter/user/{alice}/api/contents/{copied_notebook}?content=1"
+    )
+    cells = [c for c in r.json()["content"]["cells"] if c["cell_type"] == "code"]
+    counts = [c["execution_count"] for c in cells]
+    assert None not in counts and counts == sorted(counts), counts
+    mimes = {m for c in cells for o in c["outputs"] for m in o.get("data", {})}
+    assert {"image/png", "text/html"} <= mimes, mimes
+
+
+def test_second_user_sees_only_their_own_files(
+    alice_page, copied_notebook, new_context, base_url, alice, bob
+):
+    assert copied_notebook in contents(alice_page, base_url, alice)
+    page = new_context().new_page()
+    login(page, base_url, BOB, bob)
+    shot(page, "04-second-user")
+    mine = contents(page, base_url, bob)
+    assert copied_notebook not in mine, mine
+    # The shared folder is common to both; the other user's server is not.
+    assert "share" in mine
+    response = page.goto(f"{base_url}/jupyter/user/{alice}/lab")
+    shot(page, "05-second-user-at-first-users-url")
+    assert response.status == 403, (response.status, page.url)
+    api = page.request.get(f"{base_url}/jupyter/user/{alice}/api/contents")
+    assert api.status in (302, 403), api.status
+    assert copied_notebook not in api.text()
+
+
+def test_logout_returns_to_the_testbed_login(new_context, base_url, alice):
+    page = new_context().new_page()
+    login(page, base_url, ALICE, alice)
+    page.goto(f"{base_url}/jupyter/hub/logout")
+    page.wait_for_load_state()
+    shot(page, "06-logged-out")
+    page.goto(f"{base_url}/jupyter/user/{alice}/lab")
+    assert urlsplit(page.url).path == "/auth/login", page.url
+    assert page.locator("input[name=username]").count() == 1
