@@ -65,6 +65,12 @@ test: ## everything CI runs: host set-up, lint, unit, Molecule, e2e, summary
 demo: venv images ## bring up (or update) the demo base station
 	ansible-playbook -i inventory/demo playbooks/demo.yml
 
+e2e: venv ## browser + security tests against the running demo (make demo first)
+	pytest tests/e2e -v --junitxml=$(ARTIFACTS)/junit/e2e-demo.xml
+
+bench: venv images ## converge a disposable base station and print the figures (JSON in artifacts/bench)
+	python -m testbed_devtools.bench $(BENCH_ARGS)
+
 demo-clean: venv ## remove the demo base station and its volumes
 	ansible-playbook -i inventory/demo playbooks/demo-clean.yml
 
