@@ -392,6 +392,47 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict[str, Any], path: Path) -> Path | None:
+    """Cumulative share of users with a ready JupyterLab over time (single and burst)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series = [
+        (
+            f"one at a time (n={len(res[k]['runs'])})"
+            if k == "spawn_single"
+            else f"burst of {res[k]['users']} at once",
+            sorted(r["ready_s"] for r in res[k]["runs"] if r["ok"]),
+        )
+        for k in ("spawn_single", "spawn_burst")
+        if k in res
+    ]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for label, ready in series:
+        if ready:
+            ax.step(
+                ready, [(i + 1) / len(ready) for i in range(len(ready))], where="post", label=label
+            )
+    ax.axvline(TARGETS["spawn_p50_s"], color="grey", ls=":", label="target p50, one user (2 s)")
+    ax.axvline(TARGETS["burst_all_ready_s"], color="grey", ls="--", label="target, burst (30 s)")
+    ax.set_xlabel("seconds from login to a ready JupyterLab")
+    ax.set_ylabel("share of users ready")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # -- main -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
@@ -492,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(res))
     print(f"\nraw figures: {args.json}")
+    if picture := plot(res, out_dir / "spawn.png"):
+        print(f"spawn latency plot: {picture}")
     if not args.keep:
         log(f"removing {args.name} (--keep leaves it running)")
         ansible(inventory, clean, out_dir / "clean.log", [])

@@ -124,3 +124,18 @@ def test_bad_arguments_exit_2_before_anything_runs(capsys, monkeypatch):
     assert bench.main(["--samples", "0", "--experiments", "30"]) == 2
     err = capsys.readouterr().err
     assert "--samples must be at least 1" in err and "seeds 24 experiments" in err
+
+
+def test_plot_draws_the_spawn_curves(tmp_path):
+    res = {
+        "spawn_single": {"runs": [{"ok": True, "ready_s": 1.9}, {"ok": True, "ready_s": 2.1}]},
+        "spawn_burst": {"users": 3, "runs": [{"ok": True, "ready_s": 9.0}, {"ok": False}]},
+    }
+    path = bench.plot(res, tmp_path / "spawn.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+
+
+def test_plot_without_spawn_figures_draws_nothing(tmp_path):
+    assert bench.plot({"image": {"gb": 1.0}}, tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
