@@ -75,17 +75,22 @@ def test_user_container_has_the_three_mounts(host, sso):
     assert by_dest["/home/jovyan/nist/media"]["RW"] is False
 
 
-def test_run_notebooks_playbook_matches_seed(sso):
-    ids = ["exp-001", "exp-002", "exp-003"]
-    res = run_playbook(
+def run_notebooks(**variables) -> subprocess.CompletedProcess[str]:
+    """playbooks/run-notebooks.yml as the test user on the PTT demo notebook."""
+    return run_playbook(
         "run-notebooks.yml",
         "-e",
         f"run_user={USER}",
         "-e",
         "run_notebook=demo-notebooks/02-ptt-performance.ipynb",
         "-e",
-        json.dumps({"run_experiments": ids, "run_fetch_dir": str(RUNS)}),
+        json.dumps(variables),
     )
+
+
+def test_run_notebooks_playbook_matches_seed(sso):
+    ids = ["exp-001", "exp-002", "exp-003"]
+    res = run_notebooks(run_experiments=ids, run_fetch_dir=str(RUNS))
     assert res.returncode == 0, res.stdout[-3000:]
     rows = list(csv.DictReader(io.StringIO((RUNS / "02-ptt-performance-summary.csv").read_text())))
     assert [r["experiment"] for r in rows] == ids
@@ -99,15 +104,7 @@ def test_run_notebooks_playbook_matches_seed(sso):
 
 
 def test_run_notebooks_rejects_unknown_experiment(sso):
-    res = run_playbook(
-        "run-notebooks.yml",
-        "-e",
-        f"run_user={USER}",
-        "-e",
-        "run_notebook=demo-notebooks/02-ptt-performance.ipynb",
-        "-e",
-        json.dumps({"run_experiments": ["exp-999"]}),
-    )
+    res = run_notebooks(run_experiments=["exp-999"])
     assert res.returncode != 0
     out = flat(res)
     assert "run-notebook exited with 2" in out, out[-3000:]
