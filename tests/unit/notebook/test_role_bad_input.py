@@ -36,6 +36,10 @@ CASES = [
         'no options starting with "-"',
     ),
     (
+        {"notebook_image_pip_remove": ["--yes", "rfc3987-syntax"]},
+        'notebook_image_pip_remove (["--yes", "rfc3987-syntax"]) bare distribution names',
+    ),
+    (
         {"notebook_image_notebook_dir": "/srv/nb"},
         'notebook_image_notebook_dir ("/srv/nb") must be a folder under /home/jovyan',
     ),
