@@ -99,24 +99,18 @@ class HubSession:
             raise HubFlowError(f"login as {user!r}: {r.status_code} at {r.url}: {r.text[:300]}")
         return r
 
-    def hub_user(self) -> str:
-        """The hub user name this session maps to (from the spawn URLs)."""
-        if self.username:
-            return self.username
-        r = self.http.get(self.hub("hub/home"), headers={"Accept": BROWSER_ACCEPT}, timeout=30)
-        marker = self.hub_path + "user/"
-        text = r.text
-        i = text.find(marker)
-        if r.status_code != 200 or i < 0:
-            raise HubFlowError(f"hub home page gave {r.status_code} without a user URL")
-        self.username = text[i + len(marker) :].split("/", 1)[0].split('"', 1)[0]
-        return self.username
+    def _xsrf_header(self, path_prefix: str) -> dict[str, str]:
+        """X-XSRFToken from the _xsrf cookie scoped to ``path_prefix``.
+
+        The hub and each user server set their own _xsrf cookie (per path) and
+        each checks the one scoped to its own path.
+        """
+        tokens = [c for c in self.http.cookies if c.name == "_xsrf"]
+        tokens.sort(key=lambda c: not (c.path or "").startswith(path_prefix))
+        return {"X-XSRFToken": tokens[0].value} if tokens else {}
 
     def _hub_xsrf(self) -> dict[str, str]:
-        for c in self.http.cookies:
-            if c.name == "_xsrf" and (c.path or "").startswith(self.hub_path + "hub"):
-                return {"X-XSRFToken": c.value}
-        return {}
+        return self._xsrf_header(self.hub_path + "hub")
 
     def wait_progress(self, username: str, timeout: float = 120.0) -> bool | None:
         """Follow the hub's spawn progress stream (what the spawn-pending page does).
@@ -174,19 +168,12 @@ class HubSession:
         )
 
     # -- the single-user server's REST API and kernels --------------------------
-    def _xsrf(self) -> dict[str, str]:
-        # The hub and each user server set their own _xsrf cookie (per path):
-        # the user server checks the one scoped to its own path.
-        mine = self.hub_path + f"user/{self.username}"
-        tokens = [c for c in self.http.cookies if c.name == "_xsrf"]
-        tokens.sort(key=lambda c: not (c.path or "").startswith(mine))
-        return {"X-XSRFToken": tokens[0].value} if tokens else {}
-
     def api(self, method: str, path: str, **kw) -> requests.Response:
         """``<hub>/user/<name>/api/<path>`` with the browser's cookies and XSRF token."""
         if not self.username:
             raise HubFlowError("no user server yet: call wait_lab() first")
-        headers = {"Accept": "application/json", **self._xsrf(), **kw.pop("headers", {})}
+        xsrf = self._xsrf_header(self.hub_path + f"user/{self.username}")
+        headers = {"Accept": "application/json", **xsrf, **kw.pop("headers", {})}
         return self.http.request(
             method,
             self.hub(f"user/{self.username}/api/{path.lstrip('/')}"),

@@ -96,15 +96,20 @@ def browser():
         b.close()
 
 
+def open_context(browser):
+    """A fresh browser profile (own cookies) that accepts the self-signed certificate."""
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
+    ctx.set_default_timeout(60_000)
+    return ctx
+
+
 @pytest.fixture
 def new_context(browser):
     made = []
 
     def make():
-        ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
-        ctx.set_default_timeout(60_000)
-        made.append(ctx)
-        return ctx
+        made.append(open_context(browser))
+        return made[-1]
 
     yield make
     for ctx in made:

@@ -10,7 +10,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ALICE, BOB, shot
+from conftest import ALICE, BOB, open_context, shot
 
 DEMO = "share/demo-notebooks/03-audio.ipynb"
 
@@ -41,8 +41,7 @@ def contents(page, base_url: str, username: str, path: str = "") -> list[str]:
 
 @pytest.fixture(scope="module")
 def alice_page(browser, base_url, alice):
-    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
-    ctx.set_default_timeout(60_000)
+    ctx = open_context(browser)
     page = ctx.new_page()
     page.goto(f"{base_url}/jupyter/")
     shot(page, "01-testbed-login")
