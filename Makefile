@@ -21,10 +21,12 @@ SCENARIOS ?= $(filter-out default,$(notdir $(wildcard molecule/*))) $(notdir $(w
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements.txt pyproject.toml
+PACKAGES := testbed-hub testbed-notebook testbed-sim testbed-devtools
+
+$(VENV)/.stamp: requirements.txt $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt -e '.[hub,notebook,sim,test]'
+	$(VENV)/bin/pip install -q -r requirements.txt $(foreach p,$(PACKAGES),-e packages/$(p))
 	touch $@
 
 venv: $(VENV)/.stamp ## the control node's virtualenv (pinned toolchain)
@@ -42,8 +44,8 @@ lint: venv check-collections ## yamllint, ansible-lint (production), syntax chec
 	yamllint -s .
 	ansible-lint --profile production --offline
 	ansible-playbook --syntax-check -i inventory/demo site.yml
-	ruff check src tests molecule
-	ruff format --check src tests molecule
+	ruff check packages tests molecule scripts
+	ruff format --check packages tests molecule scripts
 
 unit: venv ## pytest unit tests (no Docker)
 	mkdir -p $(ARTIFACTS)/junit

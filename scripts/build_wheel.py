@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""Build the project's wheel reproducibly on the control node; print it as JSON.
+"""Build one of the project's wheels reproducibly on the control node; print it as JSON.
 
-Usage: build_wheel.py PROJECT_DIR OUTPUT_DIR
+Usage: build_wheel.py PACKAGE_DIR OUTPUT_DIR
 
-The one wheel builder of the roles that install the project (testbed_sim,
-notebook_image, jupyterhub). The sources (pyproject.toml, README*, LICENSE*,
+PACKAGE_DIR is one distribution of the repository (packages/testbed-hub,
+packages/testbed-notebook, packages/testbed-sim). The one wheel builder: the
+artefacts play (playbooks/artifacts.yml) calls it and hands the wheels to the
+roles that install them. The sources (pyproject.toml, README*, LICENSE*,
 src/) are copied to a temporary folder without caches, egg-info or an old
 build/ tree, so a stale file never ends up in the wheel, and SOURCE_DATE_EPOCH
 fixes the zip timestamps: the same sources give the same bytes, hence the same
 image tag and no reinstall. The wheel in OUTPUT_DIR is replaced only when its
 bytes differ (its mtime stays stable) and older testbed_hub wheels there are
-removed. OUTPUT_DIR/.sources.json records the digest of the sources the wheel
+removed (older wheels of the same distribution). OUTPUT_DIR/.sources.json records the digest of the sources the wheel
 was built from: when the sources are unchanged, pip is not run again.
 Prints ``{"path": ..., "name": ..., "sha256": ...}`` on one line.
-Exit 2: PROJECT_DIR is not the repository root; 1: pip failed.
+Exit 2: PACKAGE_DIR is not a distribution folder; 1: pip failed.
 """
 
 import hashlib
@@ -35,8 +37,8 @@ def main() -> int:
     project, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
     if not (project / "pyproject.toml").is_file() or not (project / "src").is_dir():
         print(
-            f"{project} has no pyproject.toml and src/: the *_project_dir variable must be "
-            "the testbed-hub repository root",
+            f"{project} has no pyproject.toml and src/: give one of the repository's "
+            "packages/<distribution> folders",
             file=sys.stderr,
         )
         return 2
@@ -79,7 +81,8 @@ def main() -> int:
             partial = out / (wheel.name + ".tmp")
             partial.write_bytes(data)
             partial.replace(target)
-    for old in out.glob("testbed_hub-*.whl"):
+    dist_prefix = target.name.split("-", 1)[0] + "-"
+    for old in out.glob(dist_prefix + "*.whl"):
         if old.name != target.name:
             old.unlink()
     digest = hashlib.sha256(data).hexdigest()
