@@ -306,3 +306,53 @@ def test_idle_culler_runs_as_hub_service(host, token):
     assert r["json"]["command"][-2:] == ["--timeout=3600", "--cull-every=300"]
     assert r["json"]["roles"] == ["idle-culler"]
     assert host.run("pgrep -f 'jupyterhub_idle_culler --timeout=3600'").rc == 0
+
+
+def test_hub_venv_holds_nothing_foreign(host):
+    """The hub's virtualenv has the hub plugin and none of the notebook helpers,
+    the simulator or the developer tooling (modules or console scripts)."""
+    venv = "/opt/jupyterhub"
+    probe = (
+        "import importlib.util, json; "
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "
+        "('testbed_hub', 'testbed', 'testbed_sim', 'testbed_devtools', 'testbed_proxy')}))"
+    )
+    found = json.loads(host.check_output(f"{venv}/bin/python -c %s", probe))
+    assert found == {
+        "testbed_hub": True,
+        "testbed": False,
+        "testbed_sim": False,
+        "testbed_devtools": False,
+        "testbed_proxy": False,
+    }
+    scripts = host.check_output(f"ls {venv}/bin").split()
+    assert "testbed-jupyterhub" in scripts
+    foreign = (
+        "run-notebook",
+        "testbed-sim-auth",
+        "testbed-sim-mongo",
+        "testbed-sim-seed",
+        "testbed-proxy-bench",
+    )
+    assert [s for s in scripts if s in foreign] == []
+
+
+def test_container_cli_matches_the_running_server(host, server):
+    """run-notebooks.yml and the bench start containers from this description:
+    it must be the one the hub's spawner used for the running server."""
+    spec = json.loads(
+        host.check_output(
+            "/opt/jupyterhub/bin/python -m testbed_hub.container_cli --user %s", TEST_USER
+        )
+    )
+    info = inspect(host, CONTAINER)
+    mounts = {
+        m["Destination"]: (m["Name"] if m["Type"] == "volume" else m["Source"], not m["RW"])
+        for m in info["Mounts"]
+    }
+    assert mounts == {m["target"]: (m["source"], m["read_only"]) for m in spec["mounts"]}
+    env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+    assert {k: env.get(k) for k in spec["env"]} == spec["env"]
+    assert info["Config"]["Image"] == spec["image"]
+    hosts = info["HostConfig"]["ExtraHosts"]
+    assert [f"{k}:{v}" for k, v in spec["etc_hosts"].items()] == hosts

@@ -165,3 +165,41 @@ def test_jupyter_scheduler_serves_its_api_in_jupyterlab(host, ref):
         assert ".jupyter-scheduler.sqlite" in ls.stdout.split(), logs
     finally:
         host.run(f"docker rm -f {name}")
+
+
+FOREIGN_MODULES = ("testbed_hub", "testbed_sim", "testbed_devtools", "testbed_proxy")
+FOREIGN_SCRIPTS = (
+    "testbed-jupyterhub",
+    "testbed-sim-auth",
+    "testbed-sim-mongo",
+    "testbed-sim-seed",
+    "testbed-proxy-bench",
+)
+
+
+def test_image_holds_nothing_foreign(host, ref):
+    """Only the notebook distribution: no hub plugin, simulator or developer tooling."""
+    modules = " ".join(("testbed",) + FOREIGN_MODULES)
+    scripts = " ".join(("run-notebook",) + FOREIGN_SCRIPTS)
+    probe = (
+        f'for m in {modules}; do python3 -c "import $m" 2>/dev/null && echo $m; done; '
+        f"for s in {scripts}; do command -v $s >/dev/null && echo $s; done; true"
+    )
+    out = run(host, ref, f"sh -c '{probe}'")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split() == ["testbed", "run-notebook"]
+    dists = run(host, ref, "pip list --format=freeze").stdout
+    names = re.findall(r"^(testbed[-_][a-z_-]+)==", dists, re.M)
+    assert [n.replace("_", "-") for n in names] == ["testbed-notebook"], names
+
+
+def test_terminal_login_shell_finds_the_notebook_tools(host, ref):
+    """JupyterLab's terminal is a login shell: /etc/profile must not hide the tools."""
+    out = run(host, ref, "bash -lc 'command -v python pip jupyter run-notebook'", user="1000")
+    assert out.rc == 0, out.stdout + out.stderr
+    assert out.stdout.split() == [
+        "/opt/notebook/bin/python",
+        "/opt/notebook/bin/pip",
+        "/opt/notebook/bin/jupyter",
+        "/opt/notebook/bin/run-notebook",
+    ]

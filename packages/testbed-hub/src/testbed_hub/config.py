@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from testbed_hub import container
+from testbed_hub.container import HOST_GATEWAY_MIN_DOCKER, Probe, parse_version  # noqa: F401
+
 HOST_GATEWAY_MODES = ("auto", "host-gateway", "netifaces")
-#: Docker engine version from which ``host-gateway`` works in ``extra_hosts``.
-HOST_GATEWAY_MIN_DOCKER = (20, 10)
 SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
 DOCKER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
+HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
+BASE_URL_RE = re.compile(r"^/([^/]+/)*$")
+URL_RE = re.compile(r"^(/|https?://)[^\s\"']*$")
 
 #: Scopes the idle culler needs (from jupyterhub-idle-culler's README), nothing more.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
@@ -90,6 +96,48 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _OPTIONAL = {("hub", "db_url"), ("hub", "log_level"), ("spawner", "bridge_interface")}
 
+#: The jupyterhub role variable each setting is written from (roles/jupyterhub/vars/main.yml
+#: builds settings.json as ``__jupyterhub_settings``); messages name it. Settings the role
+#: fixes itself (addresses on 127.0.0.1, the gateway address it reads) have none.
+VARIABLES = {
+    "hub.base_url": "jupyterhub_base_url",
+    "hub.data_dir": "jupyterhub_data_dir",
+    "hub.port": "jupyterhub_hub_port",
+    "hub.cookie_secret_file": "jupyterhub_data_dir",
+    "hub.log_level": "jupyterhub_log_level",
+    "proxy.command": "jupyterhub_chp_prefix",
+    "proxy.public_port": "jupyterhub_proxy_port",
+    "proxy.api_port": "jupyterhub_proxy_api_port",
+    "proxy.auth_token_file": "jupyterhub_data_dir",
+    "auth.user_header": "jupyterhub_user_header",
+    "auth.secret_header": "jupyterhub_secret_header",
+    "auth.secret_file": "jupyterhub_config_dir",
+    "auth.login_url": "jupyterhub_login_url",
+    "auth.logout_url": "jupyterhub_logout_url",
+    "auth.allow_all": "jupyterhub_allow_all",
+    "auth.allowed_users": "jupyterhub_allowed_users",
+    "auth.admin_users": "jupyterhub_admin_users",
+    "auth.blocked_users": "jupyterhub_blocked_users",
+    "spawner.image": "jupyterhub_notebook_image",
+    "spawner.network": "jupyterhub_network_name",
+    "spawner.bridge_interface": "jupyterhub_network_bridge",
+    "spawner.notebook_dir": "jupyterhub_notebook_dir",
+    "spawner.user_volume_template": "jupyterhub_user_volume_template",
+    "spawner.shared_volume": "jupyterhub_shared_volume",
+    "spawner.media_dir": "jupyterhub_media_dir",
+    "spawner.host_gateway_name": "jupyterhub_host_gateway_name",
+    "spawner.host_gateway_mode": "jupyterhub_host_gateway_mode",
+    "spawner.mem_limit": "jupyterhub_spawner.mem_limit",
+    "spawner.cpu_limit": "jupyterhub_spawner.cpu_limit",
+    "spawner.start_timeout": "jupyterhub_spawner.start_timeout",
+    "spawner.http_timeout": "jupyterhub_spawner.http_timeout",
+    "spawner.environment": "jupyterhub_mongo",
+    "culler.enabled": "jupyterhub_culler_enabled",
+    "culler.timeout": "jupyterhub_culler_timeout",
+    "culler.every": "jupyterhub_culler_every",
+    "culler.python": "jupyterhub_venv_dir",
+}
+
 
 class SettingsError(ValueError):
     """The settings file is invalid; ``problems`` lists each issue."""
@@ -97,44 +145,21 @@ class SettingsError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__(
-            "Invalid JupyterHub settings (/etc/jupyterhub/settings.json, written from the "
-            "jupyterhub role's variables):\n  - " + "\n  - ".join(problems)
+            "Invalid JupyterHub settings (settings.json, written by the jupyterhub role from "
+            "its variables; fix the variable named and run the playbook again):\n  - "
+            + "\n  - ".join(problems)
         )
 
 
-class Probe:
-    """Looks at the machine: Docker engine version, addresses of interfaces."""
-
-    def docker_version(self) -> tuple[int, ...]:
-        import docker
-
-        client = docker.from_env(version="auto")
-        try:
-            version = client.version()["Version"]
-        finally:
-            client.close()
-        return parse_version(version)
-
-    def interface_ipv4(self, interface: str) -> str:
-        import netifaces
-
-        if interface not in netifaces.interfaces():
-            raise LookupError(
-                f"network interface {interface!r} does not exist (known: "
-                f"{', '.join(netifaces.interfaces())}); is the Docker network created?"
-            )
-        addrs = netifaces.ifaddresses(interface).get(netifaces.AF_INET) or []
-        if not addrs:
-            raise LookupError(f"network interface {interface!r} has no IPv4 address")
-        return addrs[0]["addr"]
+def _name(section: str, key: str) -> str:
+    """``jupyterhub_media_dir (spawner.media_dir)``: the variable, then the setting."""
+    var = VARIABLES.get(f"{section}.{key}")
+    return f"{var} ({section}.{key})" if var else f"{section}.{key}"
 
 
-def parse_version(version: str) -> tuple[int, ...]:
-    """``'20.10.24+dfsg1'`` -> ``(20, 10, 24)``."""
-    nums = re.findall(r"\d+", version.split("+")[0].split("-")[0])
-    if not nums:
-        raise ValueError(f"cannot read a version number from {version!r}")
-    return tuple(int(n) for n in nums[:3])
+def _q(value: Any) -> str:
+    """A value as the operator wrote it in YAML/JSON: ``"wavs"``, ``8081``."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _is_ip(value: str) -> bool:
@@ -145,11 +170,8 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat checklist
-    """Raise :class:`SettingsError` listing every problem in ``settings``."""
+def _check_types(settings: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
-    if not isinstance(settings, Mapping):
-        raise SettingsError([f"the settings must be a JSON object, got {type(settings).__name__}"])
     for extra in sorted(set(settings) - set(_SECTIONS)):
         problems.append(f"unknown section {extra!r}: allowed are {', '.join(_SECTIONS)}")
     for section, keys in _SECTIONS.items():
@@ -164,35 +186,58 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
         for key, typ in keys.items():
             if key not in data:
                 if (section, key) not in _OPTIONAL:
-                    problems.append(f"{section}.{key} is missing")
+                    problems.append(f"{_name(section, key)} is missing")
                 continue
             value = data[key]
             if isinstance(value, bool) and typ is not bool:
-                problems.append(f"{section}.{key} must be {_tname(typ)}, got a boolean")
+                problems.append(f"{_name(section, key)} must be {_tname(typ)}, got a boolean")
             elif not isinstance(value, typ):
                 problems.append(
-                    f"{section}.{key} must be {_tname(typ)}, got {type(value).__name__} {value!r}"
+                    f"{_name(section, key)} must be {_tname(typ)}, "
+                    f"got {type(value).__name__} {value!r}"
                 )
+    return problems
+
+
+def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat checklist
+    """Raise :class:`SettingsError` listing every problem in ``settings``.
+
+    The one validator of the hub's settings: the jupyterhub role runs it on the
+    control node before anything changes, as the ``validate:`` of settings.json on
+    the host, and the hub runs it at start (:func:`apply`). Each message names the
+    role variable the setting is written from.
+    """
+    if not isinstance(settings, Mapping):
+        raise SettingsError([f"the settings must be a JSON object, got {type(settings).__name__}"])
+    problems = _check_types(settings)
     if problems:
         raise SettingsError(problems)
 
     hub, proxy, auth, spawner, culler = (settings[s] for s in _SECTIONS)
-    base_url = hub["base_url"]
-    if not (base_url.startswith("/") and base_url.endswith("/")):
-        problems.append(f"hub.base_url {base_url!r} must start and end with '/', e.g. '/jupyter/'")
-    for section, key in (("hub", "ip"), ("hub", "gateway_ip"), ("proxy", "public_ip")):
-        if not _is_ip(settings[section][key]):
-            problems.append(f"{section}.{key} {settings[section][key]!r} is not an IP address")
-    if not _is_ip(proxy["api_ip"]):
-        problems.append(f"proxy.api_ip {proxy['api_ip']!r} is not an IP address")
+    n = _name
+    if not BASE_URL_RE.match(hub["base_url"]):
+        problems.append(
+            f"{n('hub', 'base_url')} {_q(hub['base_url'])} must start and end with '/' "
+            "without empty segments, e.g. '/jupyter/'"
+        )
     for section, key in (
-        ("hub", "port"),
-        ("proxy", "public_port"),
-        ("proxy", "api_port"),
+        ("hub", "ip"),
+        ("hub", "gateway_ip"),
+        ("proxy", "public_ip"),
+        ("proxy", "api_ip"),
     ):
+        if not _is_ip(settings[section][key]):
+            problems.append(f"{n(section, key)} {_q(settings[section][key])} is not an IP address")
+    ports = (("hub", "port"), ("proxy", "public_port"), ("proxy", "api_port"))
+    for section, key in ports:
         port = settings[section][key]
         if not 1 <= port <= 65535:
-            problems.append(f"{section}.{key} {port} is not a TCP port (1-65535)")
+            problems.append(f"{n(section, key)} {port} is not a TCP port (1-65535)")
+    if len({settings[s][k] for s, k in ports}) < len(ports):
+        problems.append(
+            f"{', '.join(n(s, k) for s, k in ports)} must be three different ports, got "
+            f"{', '.join(str(settings[s][k]) for s, k in ports)}"
+        )
     for section, key in (
         ("hub", "data_dir"),
         ("hub", "cookie_secret_file"),
@@ -203,66 +248,106 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
         ("culler", "python"),
     ):
         if not os.path.isabs(settings[section][key]):
-            problems.append(f"{section}.{key} {settings[section][key]!r} must be an absolute path")
+            problems.append(
+                f"{n(section, key)} {_q(settings[section][key])} must be an absolute path"
+            )
     if proxy["managed"] and not proxy["command"]:
-        problems.append("proxy.command must name the configurable-http-proxy executable")
+        problems.append(f"{n('proxy', 'command')} must name the configurable-http-proxy executable")
     if not all(isinstance(x, str) and x for x in proxy["command"]):
-        problems.append("proxy.command must be a list of non-empty strings")
+        problems.append(f"{n('proxy', 'command')} must be a list of non-empty strings")
+    for key in ("user_header", "secret_header"):
+        if not HEADER_RE.match(auth[key]):
+            problems.append(
+                f"{n('auth', key)} {_q(auth[key])} is not an HTTP header name nginx passes on: "
+                "letters, digits and '-' only"
+            )
+    if auth["user_header"].lower() == auth["secret_header"].lower():
+        problems.append(f"{n('auth', 'user_header')} and {n('auth', 'secret_header')} must differ")
+    for key in ("login_url", "logout_url"):
+        if not URL_RE.match(auth[key]):
+            problems.append(
+                f"{n('auth', key)} {_q(auth[key])} must be a path on this site such as "
+                "'/auth/login' or an http(s) URL, without spaces or quotes"
+            )
     for key in ("allowed_users", "admin_users", "blocked_users"):
         if not all(isinstance(x, str) and x.strip() for x in auth[key]):
-            problems.append(f"auth.{key} must be a list of non-empty testbed identifiers")
+            problems.append(f"{n('auth', key)} must be a list of non-empty testbed identifiers")
     if not auth["allow_all"] and not auth["allowed_users"]:
         problems.append(
-            "auth.allow_all is false and auth.allowed_users is empty: nobody could log in; "
-            "set allow_all: true (everyone the testbed lets in) or list the allowed users"
+            f"{n('auth', 'allow_all')} is false and {n('auth', 'allowed_users')} is empty: "
+            "nobody could log in; set jupyterhub_allow_all: true (everyone the testbed lets "
+            "in) or list testbed identifiers in jupyterhub_allowed_users"
         )
-    if "{username}" not in spawner["user_volume_template"]:
+    template = spawner["user_volume_template"]
+    if "{username}" not in template:
         problems.append(
-            f"spawner.user_volume_template {spawner['user_volume_template']!r} must contain "
-            "'{username}', e.g. 'jupyterhub-user-{username}', or all users share one volume"
+            f"{n('spawner', 'user_volume_template')} {_q(template)} must contain "
+            "{username}, e.g. 'jupyterhub-user-{username}', or all users share one volume"
         )
-    elif not DOCKER_NAME_RE.match(spawner["user_volume_template"].replace("{username}", "x")):
+    elif not DOCKER_NAME_RE.match(template.replace("{username}", "x")):
         problems.append(
-            f"spawner.user_volume_template {spawner['user_volume_template']!r} is not a valid "
+            f"{n('spawner', 'user_volume_template')} {_q(template)} is not a valid "
             "Docker volume name (letters, digits, '_', '.', '-')"
+        )
+    elif template.replace("{username}", "") == spawner["shared_volume"]:
+        problems.append(
+            f"{n('spawner', 'user_volume_template')} {_q(template)} without {{username}} "
+            f"is {n('spawner', 'shared_volume')}: a user with an empty name would get the "
+            "shared volume"
         )
     for key in ("network", "shared_volume"):
         if not DOCKER_NAME_RE.match(spawner[key]):
-            problems.append(f"spawner.{key} {spawner[key]!r} is not a valid Docker name")
+            problems.append(
+                f"{n('spawner', key)} {_q(spawner[key])} is not a valid Docker name "
+                "(letters, digits, '_', '.', '-')"
+            )
     if not spawner["image"].strip():
-        problems.append("spawner.image is empty: pass the notebook image reference")
+        problems.append(
+            f"{n('spawner', 'image')} is empty: pass the single-user image, e.g. "
+            "jupyterhub_notebook_image: '{{ notebook_image_ref }}' after the notebook_image role"
+        )
     if spawner["host_gateway_mode"] not in HOST_GATEWAY_MODES:
         problems.append(
-            f"spawner.host_gateway_mode {spawner['host_gateway_mode']!r} must be one of "
-            f"{', '.join(HOST_GATEWAY_MODES)}"
+            f"{n('spawner', 'host_gateway_mode')} {_q(spawner['host_gateway_mode'])} must be "
+            f"one of {', '.join(HOST_GATEWAY_MODES)}"
         )
     elif spawner["host_gateway_mode"] != "host-gateway" and not spawner.get("bridge_interface"):
         problems.append(
-            f"spawner.bridge_interface is required with host_gateway_mode "
-            f"{spawner['host_gateway_mode']!r} (the jupyter network's bridge, e.g. 'br-jupyter')"
+            f"{n('spawner', 'bridge_interface')} is required with host_gateway_mode "
+            f"{_q(spawner['host_gateway_mode'])} (the jupyter network's bridge, e.g. 'br-jupyter')"
+        )
+    bridge = spawner.get("bridge_interface")
+    if bridge and not IFNAME_RE.match(bridge):
+        problems.append(
+            f"{n('spawner', 'bridge_interface')} {_q(bridge)} must be a network interface "
+            "name of at most 15 letters, digits, '_', '.', '-'"
         )
     if not HOSTNAME_RE.match(spawner["host_gateway_name"]):
         problems.append(
-            f"spawner.host_gateway_name {spawner['host_gateway_name']!r} is not a host name"
+            f"{n('spawner', 'host_gateway_name')} {_q(spawner['host_gateway_name'])} "
+            "is not a host name"
         )
     if not SIZE_RE.match(spawner["mem_limit"]):
         problems.append(
-            f"spawner.mem_limit {spawner['mem_limit']!r} is not a size: use a number with "
-            "K, M, G or T, e.g. '2G'"
+            f"{n('spawner', 'mem_limit')} {_q(spawner['mem_limit'])} is not a size: use a "
+            "number with K, M, G or T, e.g. '2G'"
         )
     if not spawner["cpu_limit"] > 0:
-        problems.append(f"spawner.cpu_limit {spawner['cpu_limit']} must be greater than 0")
+        problems.append(
+            f"{n('spawner', 'cpu_limit')} {spawner['cpu_limit']} must be greater than 0"
+        )
     for key in ("start_timeout", "http_timeout"):
         if spawner[key] < 1:
-            problems.append(f"spawner.{key} {spawner[key]} must be 1 second or more")
+            problems.append(f"{n('spawner', key)} {spawner[key]} must be 1 second or more")
     for name, value in spawner["environment"].items():
         if not ENV_NAME_RE.match(name) or not isinstance(value, str):
             problems.append(
-                f"spawner.environment[{name!r}] must be an UPPER_CASE name with a string value"
+                f"{n('spawner', 'environment')}[{name!r}] must be an UPPER_CASE name with a "
+                "string value"
             )
-    for key in ("timeout", "every"):
-        if culler[key] < 1:
-            problems.append(f"culler.{key} {culler[key]} must be 1 second or more")
+    for key, least in (("timeout", 60), ("every", 1)):
+        if culler[key] < least:
+            problems.append(f"{n('culler', key)} {culler[key]} must be {least} seconds or more")
     if problems:
         raise SettingsError(problems)
 
@@ -273,21 +358,6 @@ def _tname(typ: type | tuple[type, ...]) -> str:
     if isinstance(typ, tuple):
         return "a number"
     return names.get(typ, typ.__name__)
-
-
-def resolve_host_gateway(spawner: Mapping[str, Any], probe: Probe) -> str:
-    """What ``host_gateway_name`` maps to in the containers' /etc/hosts.
-
-    ``host-gateway`` (Docker >= 20.10 resolves it to the host) or the IPv4 address of
-    the jupyter network's bridge interface, read with netifaces (older Docker).
-    """
-    mode = spawner["host_gateway_mode"]
-    if mode == "auto":
-        version = probe.docker_version()
-        mode = "host-gateway" if version[:2] >= HOST_GATEWAY_MIN_DOCKER else "netifaces"
-    if mode == "host-gateway":
-        return "host-gateway"
-    return probe.interface_ipv4(spawner["bridge_interface"])
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -360,22 +430,13 @@ def apply(
     c.DockerSpawner.network_name = spawner["network"]
     c.DockerSpawner.use_internal_ip = True
     c.DockerSpawner.notebook_dir = nb
-    c.DockerSpawner.volumes = {
-        spawner["user_volume_template"]: nb,
-        spawner["shared_volume"]: f"{nb}/share",
-        spawner["media_dir"]: {"bind": f"{nb}/media", "mode": "ro"},
-    }
-    c.DockerSpawner.extra_host_config = {
-        "extra_hosts": {spawner["host_gateway_name"]: resolve_host_gateway(spawner, probe)}
-    }
+    c.DockerSpawner.volumes = container.dockerspawner_volumes(spawner)
+    c.DockerSpawner.extra_host_config = {"extra_hosts": container.extra_hosts(spawner, probe)}
     c.DockerSpawner.mem_limit = spawner["mem_limit"]
     c.DockerSpawner.cpu_limit = float(spawner["cpu_limit"])
     c.DockerSpawner.start_timeout = spawner["start_timeout"]
     c.DockerSpawner.http_timeout = spawner["http_timeout"]
-    env = dict(spawner["environment"])
-    env.setdefault("TESTBED_MEDIA_DIR", f"{nb}/media")
-    env.setdefault("TESTBED_SHARE_DIR", f"{nb}/share")
-    c.DockerSpawner.environment = env
+    c.DockerSpawner.environment = container.environment(spawner)
 
     # -- idle culler --------------------------------------------------------
     if culler["enabled"]:
@@ -412,13 +473,23 @@ def load(path: str = "/etc/jupyterhub/settings.json") -> dict[str, Any]:
         raise SettingsError([f"{path} is not valid JSON ({e}); run the playbook"]) from e
 
 
-if __name__ == "__main__":  # pragma: no cover - manual check: python -m testbed_hub.config
-    from traitlets.config import Config
+def main(argv: list[str] | None = None) -> int:
+    """``python -m testbed_hub.config [SETTINGS]``: validate a settings file, change nothing.
 
-    cfg = Config()
+    The jupyterhub role runs it as the ``validate:`` of settings.json (the new file is
+    checked before it replaces the old one) and on the control node before anything
+    changes. Exit codes: 0 valid; 2 invalid or unreadable (the problems on stderr).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else "/etc/jupyterhub/settings.json"
     try:
-        apply(cfg, load(*sys.argv[1:2]))
+        validate(load(path))
     except SettingsError as err:
         print(err, file=sys.stderr)
-        sys.exit(2)
-    print("settings OK")
+        return 2
+    print(f"{path}: settings OK")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m testbed_hub.config SETTINGS
+    sys.exit(main())

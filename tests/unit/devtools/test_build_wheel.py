@@ -1,5 +1,6 @@
-"""scripts/build_wheel.py: the project wheel is reproducible, so an
-unchanged project gives the same image tag (content hash)."""
+"""scripts/build_wheel.py: each distribution's wheel is reproducible, so an
+unchanged package gives the same image tag (content hash); and each wheel
+carries only its own place's code (nothing foreign)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,23 @@ def build(project: Path, out: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+#: What each distribution may contain: top-level packages and console scripts.
+#: The hub's virtualenv, the notebook image and the simulator's virtualenv each
+#: get one wheel; developer tooling (testbed-devtools) is never built into one.
+PLACES = {
+    "testbed-hub": ({"testbed_hub"}, {"testbed-jupyterhub"}),
+    "testbed-notebook": ({"testbed"}, {"run-notebook"}),
+    "testbed-sim": ({"testbed_sim"}, {"testbed-sim-auth", "testbed-sim-mongo", "testbed-sim-seed"}),
+}
+
+
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory) -> Path:
-    """A frozen copy of the project (others may edit src/ while the tests run)."""
+    """A frozen copy of the notebook distribution (others may edit it while the tests run)."""
     dest = tmp_path_factory.mktemp("project")
-    for name in ("pyproject.toml", "README.md"):
-        if (ROOT / name).is_file():
-            shutil.copy2(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    src = ROOT / "packages" / "testbed-notebook"
+    shutil.copy2(src / "pyproject.toml", dest / "pyproject.toml")
+    shutil.copytree(src / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
     (dest / "src" / "testbed" / "__pycache__").mkdir(exist_ok=True)
     (dest / "src" / "testbed" / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"x")
     return dest
@@ -60,6 +70,25 @@ def test_same_sources_same_bytes(snapshot, first, tmp_path):
     assert "testbed/data.py" in names and "testbed/batch/cli.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert "run-notebook = testbed.batch.cli:main" in scripts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dist", sorted(PLACES))
+def test_each_wheel_holds_only_its_own_place(dist, tmp_path):
+    packages, scripts = PLACES[dist]
+    info = build(ROOT / "packages" / dist, tmp_path / "out")
+    with zipfile.ZipFile(info["path"]) as whl:
+        names = whl.namelist()
+        entry_points = whl.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    top = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
+    assert top == packages
+    declared = {
+        line.split("=", 1)[0].strip()
+        for line in entry_points.split("[console_scripts]", 1)[1].splitlines()
+        if "=" in line
+    }
+    assert declared == scripts
+    assert info["name"].startswith(dist.replace("-", "_") + "-")
 
 
 @pytest.mark.slow
