@@ -8,13 +8,16 @@ Run from outside the base station, as a researcher's machine would:
 - ``E2E_BASE_URL``: the public origin (default: ``https://<instance address>``,
   i.e. nginx on port 443 of the instance, reached over the Docker network).
 
-Screenshots land in ``artifacts/e2e/``.
+Screenshots land in ``artifacts/e2e/``; when a test that uses the browser
+fails (in setup or in its body), every open page is saved there as
+``FAILED-<test>.png`` with its URL and browser console in ``.console.txt``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -96,11 +99,54 @@ def browser():
         b.close()
 
 
+#: Console messages and uncaught errors of every page, by id(page), for failure reports.
+CONSOLE: dict[int, list[str]] = {}
+
+
+def _watch(page) -> None:
+    lines = CONSOLE.setdefault(id(page), [])
+    page.on("console", lambda msg: lines.append(f"[{msg.type}] {msg.text}"))
+    page.on("pageerror", lambda exc: lines.append(f"[pageerror] {exc}"))
+
+
 def open_context(browser):
     """A fresh browser profile (own cookies) that accepts the self-signed certificate."""
     ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
     ctx.set_default_timeout(60_000)
+    ctx.on("page", _watch)
     return ctx
+
+
+def save_failure_artifacts(browser, nodeid: str) -> list[Path]:
+    """Screenshot, URL and console of every open page, as ``FAILED-<test>[-<n>].*``."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    stem = "FAILED-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1])[:120]
+    pages = [page for ctx in browser.contexts for page in ctx.pages]
+    saved = []
+    for i, page in enumerate(pages):
+        base = str(SHOTS / (f"{stem}-{i}" if len(pages) > 1 else stem))
+        lines = [f"url: {page.url}", *CONSOLE.get(id(page), [])]
+        try:
+            page.screenshot(path=base + ".png", full_page=True, timeout=15_000)
+            saved.append(Path(base + ".png"))
+        except PlaywrightError as exc:
+            lines.insert(1, f"(no screenshot: {exc})")
+        Path(base + ".console.txt").write_text("\n".join(lines) + "\n")
+        saved.append(Path(base + ".console.txt"))
+    return saved
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure of a browser test, save what its pages showed (see the docstring)."""
+    report = yield
+    browser = item.funcargs.get("browser") if hasattr(item, "funcargs") else None
+    if report.failed and report.when in ("setup", "call") and browser is not None:
+        saved = save_failure_artifacts(browser, item.nodeid)
+        report.sections.append(("browser pages at the failure", "\n".join(map(str, saved))))
+    return report
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
 """A researcher in Chromium: testbed login -> JupyterLab -> a demo notebook runs.
 
 Chromium from Debian (``/usr/bin/chromium``) driven by Playwright; screenshots
-of each step land in ``artifacts/e2e/``.
+of each step land in ``artifacts/e2e/`` (and of the failing page, with its
+console, when a test fails: see conftest.py).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,6 +27,40 @@ def login(page, base_url: str, user: str, username: str) -> None:
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(rf"/jupyter/user/{re.escape(username)}/lab"), timeout=120_000)
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+
+
+def wait_kernel_ready(page, base_url: str, username: str, path: str, timeout: float = 180):
+    """Wait until the notebook's kernel is really usable, not just labelled so.
+
+    The server's view (REST API): a session for ``path`` whose kernel is idle and
+    has a WebSocket connection (the browser's); then JupyterLab's own view: the
+    notebook's execution indicator says idle.
+    """
+    url = f"{base_url}/jupyter/user/{username}/api/sessions"
+    deadline = time.monotonic() + timeout
+    while True:
+        r = page.request.get(url)
+        last = f"{r.status} {r.text()[:500]}"
+        if r.status == 200:
+            kernels = [
+                s["kernel"]
+                for s in r.json()
+                if path in (s.get("path"), (s.get("notebook") or {}).get("path"))
+                and s.get("kernel")
+            ]
+            if any(
+                k.get("execution_state") == "idle" and k.get("connections", 0) >= 1 for k in kernels
+            ):
+                break
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the kernel of {path} is not idle with a connection after {timeout} s: {last}"
+            )
+        page.wait_for_timeout(500)  # poll interval; the page keeps running meanwhile
+    remaining_ms = max(1.0, deadline - time.monotonic()) * 1000
+    page.wait_for_selector(
+        ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=remaining_ms
+    )
 
 
 def xsrf(page, username: str) -> str:
@@ -69,8 +105,8 @@ def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, bas
     page.goto(f"{base_url}/jupyter/user/{alice}/lab/tree/{copied_notebook}?reset")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Cell").first.wait_for(timeout=120_000)
-    # Wait for the kernel, then Run > Run All Cells from the menu bar.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    # Wait for the kernel to be connected and idle, then Run > Run All Cells.
+    wait_kernel_ready(page, base_url, alice, copied_notebook)
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
     # Cells below the fold are kept in the DOM but not painted: wait for
@@ -82,11 +118,13 @@ def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, bas
         ".some(e => e.textContent.includes('[*]'))",
         timeout=180_000,
     )
-    panel.locator(".jp-OutputArea-output img").first.evaluate("e => e.scrollIntoView()")
-    page.wait_for_timeout(500)
+    plot = panel.locator(".jp-OutputArea-output img").first
+    plot.evaluate("e => e.scrollIntoView()")
+    plot.wait_for(state="visible")
     shot(page, "03-demo-notebook-plot")
-    panel.locator("audio").first.evaluate("a => a.closest('.jp-Cell').scrollIntoView()")
-    page.wait_for_timeout(500)
+    player = panel.locator("audio").first
+    player.evaluate("a => a.closest('.jp-Cell').scrollIntoView()")
+    player.wait_for(state="visible")
     shot(page, "03-demo-notebook-ran")
     errors = panel.locator("[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, errors.first.inner_text()

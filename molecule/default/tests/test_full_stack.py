@@ -59,10 +59,19 @@ def sso():
 def test_sso_lands_in_jupyterlab(sso):
     session, timing = sso
     assert timing.redirects[0].endswith("/jupyter/")
-    assert f"/jupyter/hub/spawn-pending/{USER}" in timing.redirects or any(
-        r.endswith(f"/jupyter/user/{USER}/lab") for r in timing.redirects
+    # The hub's own record of the browser's session (its REST API through nginx),
+    # not the name this test passed to the client.
+    resp = session.get("/jupyter/hub/api/user", headers={"Accept": "application/json"})
+    assert resp.status_code == 200, (resp.status_code, resp.url, resp.text[:300])
+    me = resp.json()
+    assert me["user_info"] == {"testbed_id": USER_ID}, me
+    assert me["name"] == identity_to_username(USER_ID), me
+    assert me["server"] == f"/jupyter/user/{me['name']}/", me
+    assert me["servers"][""]["ready"] is True, me
+    # and the walk from the login went to that server
+    assert f"/jupyter/hub/spawn-pending/{me['name']}" in timing.redirects or any(
+        r.endswith(f"/jupyter/user/{me['name']}/lab") for r in timing.redirects
     ), timing.redirects
-    assert session.username == USER
 
 
 def test_user_container_has_the_three_mounts(host, sso):

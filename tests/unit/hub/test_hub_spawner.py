@@ -1,9 +1,14 @@
-"""The spawner returns as soon as the server's port answers, not a backoff later."""
+"""The spawner returns as soon as the server's port answers, not a backoff later.
+
+``wait_for_port`` runs on a fake clock here: every ``sleep`` advances it by
+exactly the requested seconds, so the tests check the polling schedule
+(attempts, deadline, liveness checks) without real waiting and without time
+windows that a busy machine could miss. The connection attempts are real.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -13,28 +18,58 @@ from traitlets.config import Config
 from testbed_hub.spawner import TestbedDockerSpawner, wait_for_port
 
 
-async def listen_after(port: int, delay: float) -> asyncio.AbstractServer:
-    await asyncio.sleep(delay)
-    return await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+class FakeClock:
+    """``clock``/``sleep`` for ``wait_for_port``; optionally opens the port at ``open_at``."""
+
+    def __init__(self, port: int, open_at: float | None = None):
+        self.now = 0.0
+        self.port = port
+        self.open_at = open_at
+        self.sleeps: list[float] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.opened_at: float | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.open_at is not None and self.server is None and self.now >= self.open_at:
+            self.server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", self.port)
+            self.opened_at = self.now
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 @pytest.mark.asyncio
-async def test_returns_within_one_interval_of_the_port_opening():
-    port = random_port()
-    task = asyncio.create_task(listen_after(port, 0.6))
-    t0 = time.monotonic()
-    assert await wait_for_port("127.0.0.1", port, timeout=5, interval=0.05)
-    elapsed = time.monotonic() - t0
-    server = await task
-    server.close()
-    assert 0.6 <= elapsed < 0.8, elapsed
+async def test_returns_at_the_first_attempt_after_the_port_opens():
+    clock = FakeClock(random_port(), open_at=1.0)
+    try:
+        ok = await wait_for_port(
+            "127.0.0.1", clock.port, timeout=5, interval=0.25, clock=clock, sleep=clock.sleep
+        )
+    finally:
+        clock.close()
+    assert ok
+    assert clock.opened_at == 1.0
+    # attempts at 0, 0.25, 0.5, 0.75 fail; the one at 1.0, right after the port opened, wins
+    assert clock.sleeps == [0.25] * 4
+    assert clock.now == clock.opened_at
 
 
 @pytest.mark.asyncio
 async def test_gives_up_at_the_timeout():
-    t0 = time.monotonic()
-    assert not await wait_for_port("127.0.0.1", random_port(), timeout=0.4, interval=0.05)
-    assert 0.4 <= time.monotonic() - t0 < 0.7
+    clock = FakeClock(random_port())
+    ok = await wait_for_port(
+        "127.0.0.1", clock.port, timeout=0.9, interval=0.25, clock=clock, sleep=clock.sleep
+    )
+    assert not ok
+    # the last wait is cut to the deadline, and no attempt is made after it
+    assert clock.sleeps == pytest.approx([0.25, 0.25, 0.25, 0.15])
+    assert clock.now == pytest.approx(0.9)
 
 
 @pytest.mark.asyncio
@@ -42,15 +77,50 @@ async def test_gives_up_early_when_the_container_exits():
     calls = []
 
     async def alive():
-        calls.append(1)
+        calls.append(clock.now)
         return False
 
-    t0 = time.monotonic()
+    clock = FakeClock(random_port())
     ok = await wait_for_port(
-        "127.0.0.1", random_port(), timeout=10, interval=0.05, alive=alive, alive_every=0.2
+        "127.0.0.1",
+        clock.port,
+        timeout=10,
+        interval=0.25,
+        alive=alive,
+        alive_every=1.0,
+        clock=clock,
+        sleep=clock.sleep,
     )
-    assert not ok and calls == [1]
-    assert time.monotonic() - t0 < 0.5
+    assert not ok
+    # asked once, after alive_every, and stopped there instead of at the 10 s timeout
+    assert calls == [1.0]
+    assert clock.now == 1.0
+
+
+@pytest.mark.asyncio
+async def test_asks_the_container_every_alive_every_while_waiting():
+    calls = []
+
+    async def alive():
+        calls.append(clock.now)
+        return True
+
+    clock = FakeClock(random_port(), open_at=2.5)
+    try:
+        ok = await wait_for_port(
+            "127.0.0.1",
+            clock.port,
+            timeout=10,
+            interval=0.25,
+            alive=alive,
+            alive_every=1.0,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    finally:
+        clock.close()
+    assert ok and clock.now == 2.5
+    assert calls == [1.0, 2.0]
 
 
 def test_inherits_the_dockerspawner_configuration():

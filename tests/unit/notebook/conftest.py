@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-seed = pytest.importorskip("testbed_sim.seed")
-mongo = pytest.importorskip("testbed_sim.mongo")
-audio = pytest.importorskip("testbed_sim.audio")
+# Plain imports: without the simulator (packages/testbed-sim, installed by
+# `make venv`) these tests must fail, not skip.
+from testbed_sim import audio, mongo, seed
 
 EXPERIMENTS = 12
 

@@ -38,6 +38,8 @@ def batch(name, experiments, tmp_path, **params):
         experiments=experiments,
         parameters=params,
         jobs=2,
+        # papermill's per-cell deadline: a hanging cell fails the run; how long a
+        # run takes on a busy machine is not asserted (benchmarks measure time)
         timeout=60,
         output_dir=tmp_path,
     )
@@ -48,7 +50,6 @@ def batch(name, experiments, tmp_path, **params):
         assert result.ok, f"{result.experiment}: {result.error}"
         assert (outcome.directory / f"{result.experiment}.ipynb").is_file()
         assert (outcome.directory / f"{result.experiment}.html").is_file()
-        assert result.duration_s < 10, f"{name} on {result.experiment} took {result.duration_s} s"
     assert list(rows) == list(experiments)
     return outcome, rows
 

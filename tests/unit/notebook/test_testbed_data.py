@@ -17,6 +17,7 @@ from testbed.errors import (
     RecordingMissing,
     UnknownExperiment,
 )
+from testbed_sim.mongo import MongoStandIn
 
 pytestmark = pytest.mark.usefixtures("testbed_env")
 
@@ -211,7 +212,7 @@ def test_settings_defaults():
 
 @pytest.fixture(scope="module")
 def auth_server():
-    server = pytest.importorskip("testbed_sim.mongo").MongoStandIn(
+    server = MongoStandIn(
         host="127.0.0.1", port=0, experiments=3, users={"reader": "s3cret"}
     )
     server.start()

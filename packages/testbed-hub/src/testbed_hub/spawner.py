@@ -29,10 +29,17 @@ async def wait_for_port(
     interval: float = 0.05,
     alive: Callable[[], Awaitable[bool]] | None = None,
     alive_every: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> bool:
-    """True once ``ip:port`` accepts a connection; False on timeout or when ``alive`` says no."""
-    deadline = time.monotonic() + timeout
-    next_alive = time.monotonic() + alive_every
+    """True once ``ip:port`` accepts a connection; False on timeout or when ``alive`` says no.
+
+    ``clock`` and ``sleep`` measure and spend the waiting time (``time.monotonic``
+    and ``asyncio.sleep``); the unit tests pass a fake clock to check the schedule
+    without waiting for real.
+    """
+    deadline = clock() + timeout
+    next_alive = clock() + alive_every
     while True:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1.0)
@@ -45,14 +52,14 @@ async def wait_for_port(
             except OSError:
                 pass
             return True
-        now = time.monotonic()
+        now = clock()
         if now >= deadline:
             return False
         if alive is not None and now >= next_alive:
             next_alive = now + alive_every
             if not await alive():
                 return False
-        await asyncio.sleep(min(interval, max(0.0, deadline - now)))
+        await sleep(min(interval, max(0.0, deadline - now)))
 
 
 class TestbedDockerSpawner(DockerSpawner):
