@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -247,37 +250,121 @@ def test_settings_round_trip_through_json(settings):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("spawner", "user_volume_template"), "jupyterhub-user", "must contain '{username}'"),
-        (("spawner", "mem_limit"), "2 gigs", "spawner.mem_limit '2 gigs' is not a size"),
+        (
+            ("spawner", "user_volume_template"),
+            "jupyterhub-user",
+            'jupyterhub_user_volume_template (spawner.user_volume_template) "jupyterhub-user" '
+            "must contain {username}",
+        ),
+        (
+            ("spawner", "user_volume_template"),
+            "jupyterhub-shared{username}",
+            "without {username} is jupyterhub_shared_volume",
+        ),
+        (
+            ("spawner", "mem_limit"),
+            "2 gigs",
+            'jupyterhub_spawner.mem_limit (spawner.mem_limit) "2 gigs" is not a size',
+        ),
         (("spawner", "mem_limit"), "2", "is not a size"),
-        (("spawner", "cpu_limit"), 0, "must be greater than 0"),
-        (("spawner", "cpu_limit"), True, "spawner.cpu_limit must be a number, got a boolean"),
+        (
+            ("spawner", "cpu_limit"),
+            0,
+            "jupyterhub_spawner.cpu_limit (spawner.cpu_limit) 0 must be greater than 0",
+        ),
+        (
+            ("spawner", "cpu_limit"),
+            True,
+            "jupyterhub_spawner.cpu_limit (spawner.cpu_limit) must be a number, got a boolean",
+        ),
         (("spawner", "host_gateway_mode"), "magic", "must be one of auto, host-gateway"),
-        (("spawner", "media_dir"), "wavs", "spawner.media_dir 'wavs' must be an absolute path"),
-        (("spawner", "image"), " ", "spawner.image is empty"),
-        (("spawner", "environment"), {"lower": "x"}, "UPPER_CASE"),
+        (
+            ("spawner", "media_dir"),
+            "wavs",
+            'jupyterhub_media_dir (spawner.media_dir) "wavs" must be an absolute path',
+        ),
+        (("spawner", "image"), " ", "jupyterhub_notebook_image (spawner.image) is empty"),
+        (
+            ("spawner", "environment"),
+            {"lower": "x"},
+            "jupyterhub_mongo (spawner.environment)['lower'] must be an UPPER_CASE name",
+        ),
+        (("spawner", "bridge_interface"), "br-jupyter-too-long", "at most 15"),
+        (
+            ("spawner", "shared_volume"),
+            "bad name!",
+            'jupyterhub_shared_volume (spawner.shared_volume) "bad name!" is not a valid',
+        ),
         (("spawner", "pull"), "always", "unknown option spawner.pull"),
-        (("hub", "base_url"), "/jupyter", "must start and end with '/'"),
-        (("hub", "gateway_ip"), "gateway", "is not an IP address"),
-        (("hub", "port"), 70000, "is not a TCP port"),
-        (("hub", "port"), "8081", "hub.port must be an integer, got str"),
-        (("auth", "allow_all"), "yes", "auth.allow_all must be true/false"),
-        (("culler", "timeout"), 0, "culler.timeout 0 must be 1 second or more"),
+        (
+            ("hub", "base_url"),
+            "/jupyter",
+            "jupyterhub_base_url (hub.base_url) \"/jupyter\" must start and end with '/'",
+        ),
+        (("hub", "base_url"), "//", "must start and end with '/' without empty segments"),
+        (("hub", "gateway_ip"), "gateway", 'hub.gateway_ip "gateway" is not an IP address'),
+        (("hub", "port"), 70000, "jupyterhub_hub_port (hub.port) 70000 is not a TCP port"),
+        (("hub", "port"), 8000, "must be three different ports, got 8000, 8000, 8001"),
+        (("hub", "port"), "8081", "jupyterhub_hub_port (hub.port) must be an integer, got str"),
+        (
+            ("auth", "allow_all"),
+            "yes",
+            "jupyterhub_allow_all (auth.allow_all) must be true/false",
+        ),
+        (
+            ("auth", "user_header"),
+            "X_User",
+            'jupyterhub_user_header (auth.user_header) "X_User" is not an HTTP header name',
+        ),
+        (
+            ("auth", "login_url"),
+            "auth/login",
+            'jupyterhub_login_url (auth.login_url) "auth/login" must be a path',
+        ),
+        (
+            ("culler", "timeout"),
+            59,
+            "jupyterhub_culler_timeout (culler.timeout) 59 must be 60 seconds",
+        ),
+        (
+            ("culler", "every"),
+            0,
+            "jupyterhub_culler_every (culler.every) 0 must be 1 seconds or more",
+        ),
     ],
 )
-def test_bad_settings_name_the_key_and_change_nothing(settings, path, value, message):
+def test_bad_settings_name_the_variable_and_change_nothing(settings, path, value, message):
     section, key = path
     settings[section][key] = value
     c = Config()
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError) as err:
         apply(c, settings, probe=FakeProbe(), read_secret=secrets_reader)
+    assert message in str(err.value)
     assert c == Config()
 
 
 def test_nobody_allowed_is_rejected(settings):
     settings["auth"]["allowed_users"] = []
-    with pytest.raises(SettingsError, match="allow_all is false and auth.allowed_users is empty"):
+    with pytest.raises(SettingsError) as err:
         validate(settings)
+    assert err.value.problems == [
+        "jupyterhub_allow_all (auth.allow_all) is false and jupyterhub_allowed_users "
+        "(auth.allowed_users) is empty: nobody could log in; set jupyterhub_allow_all: true "
+        "(everyone the testbed lets in) or list testbed identifiers in jupyterhub_allowed_users"
+    ]
+
+
+def test_every_variable_named_is_a_jupyterhub_role_variable():
+    """The messages name variables the role has (argument specs are the source)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    spec = yaml.safe_load((root / "roles/jupyterhub/meta/argument_specs.yml").read_text())
+    options = spec["argument_specs"]["main"]["options"]
+    for var in hubconfig.VARIABLES.values():
+        top, _, sub = var.partition(".")
+        assert top in options, var
+        assert not sub or sub in options[top]["options"], var
 
 
 def test_missing_section_and_key_are_all_reported(settings):
@@ -288,9 +375,42 @@ def test_missing_section_and_key_are_all_reported(settings):
         validate(settings)
     assert err.value.problems == [
         "unknown section 'extra': allowed are hub, proxy, auth, spawner, culler",
-        "spawner.image is missing",
+        "jupyterhub_notebook_image (spawner.image) is missing",
         "section 'culler' is missing or not an object",
     ]
+
+
+def test_cli_validates_a_file_and_changes_nothing(settings, tmp_path):
+    """``python -m testbed_hub.config FILE``: the role's ``validate:`` command."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(settings))
+    bad_settings = copy.deepcopy(settings)
+    bad_settings["spawner"]["media_dir"] = "wavs"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(bad_settings))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def run(path):
+        return subprocess.run(
+            [sys.executable, "-m", "testbed_hub.config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    ok = run(good)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"{good}: settings OK\n"
+    refused = run(bad)
+    assert refused.returncode == 2
+    assert 'jupyterhub_media_dir (spawner.media_dir) "wavs" must be an absolute path' in (
+        refused.stderr
+    )
+    assert refused.stdout == ""
+    missing = run(tmp_path / "nope.json")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_unreadable_token_file_is_reported(settings, tmp_path):
