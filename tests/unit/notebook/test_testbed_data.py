@@ -212,9 +212,7 @@ def test_settings_defaults():
 
 @pytest.fixture(scope="module")
 def auth_server():
-    server = MongoStandIn(
-        host="127.0.0.1", port=0, experiments=3, users={"reader": "s3cret"}
-    )
+    server = MongoStandIn(host="127.0.0.1", port=0, experiments=3, users={"reader": "s3cret"})
     server.start()
     yield server
     server.stop()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from testbed_sim.seed import SeedData
+from testbed_sim.dataset import SeedData
 
 RATE = 8000
 BAND_HZ = (300.0, 3400.0)

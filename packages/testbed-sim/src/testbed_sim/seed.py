@@ -3,7 +3,8 @@
 :func:`generate` is a pure function: the same ``seed`` and ``experiments`` always give
 the same documents, so tests (also the notebook helpers' tests) can compute expected
 numbers from it instead of hard-coding them. The schema is the one in
-docs/ARCHITECTURE.md ("Experiment data").
+docs/ARCHITECTURE.md ("Experiment data"); the value it returns, :class:`SeedData`,
+lives in :mod:`testbed_sim.dataset` and is importable from here too.
 
 The command ``testbed-sim-seed`` writes the recordings (see :mod:`testbed_sim.audio`)
 and, optionally, the documents as MongoDB extended JSON.
@@ -16,9 +17,10 @@ import datetime as dt
 import json
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from testbed_sim.dataset import SeedData
 
 DEFAULT_SEED = 20240304
 DEFAULT_EXPERIMENTS = 24
@@ -52,21 +54,6 @@ PHRASES = (
     "Command, unit {a}, area {b} is clear.",
     "Unit {a}, switch to channel {b}.",
 )
-
-
-@dataclass(frozen=True)
-class SeedData:
-    """The documents of the ``testbed`` database, per collection."""
-
-    experiments: list[dict[str, Any]]
-    ptt_events: list[dict[str, Any]]
-
-    def collections(self) -> dict[str, list[dict[str, Any]]]:
-        return {"experiments": self.experiments, "ptt_events": self.ptt_events}
-
-    def recordings(self) -> list[dict[str, Any]]:
-        """Events that have a recording, in experiment/seq order."""
-        return [e for e in self.ptt_events if e["recording"] is not None]
 
 
 def experiment_id(number: int) -> str:
@@ -229,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print("testbed-sim-seed: nothing to do: give --media-dir and/or --json", file=sys.stderr)
         return 2
     if args.media_dir is not None:
+        # Imported here, not at the top: audio needs numpy, and the MongoDB stand-in
+        # imports this module for generate() alone.
         from testbed_sim import audio
 
         try:
