@@ -1,8 +1,12 @@
-"""hubclient's pure parts: which XSRF token goes where, reading a kernel's replies."""
+"""hubclient: the login walk (against a stand-in for nginx + the testbed login), which
+XSRF token goes where, reading a kernel's replies."""
 
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote
 
 import pytest
 import requests
@@ -34,6 +38,67 @@ def test_session_ignores_the_environment_proxy_and_ca_bundle():
     assert s.http.trust_env is False and s.http.verify is False
     assert s.hub("hub/home") == "https://base.example/jupyter/hub/home"
     assert isinstance(s.http, requests.Session)
+
+
+class LoginSite(BaseHTTPRequestHandler):
+    """nginx + the testbed login in one: the hub path wants a session, the form gives one."""
+
+    protocol_version = "HTTP/1.1"
+    posts: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status, headers=(), body=b""):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        here = f"http://{self.headers['Host']}{self.path}"
+        if "testbed_session=s-alice" in (self.headers.get("Cookie") or ""):
+            return self._answer(200, [("Content-Type", "text/html")], b"hub home")
+        return self._answer(302, [("Location", f"/auth/login?next={quote(here, safe='')}")])
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        type(self).posts.append(form)
+        if (form.get("username"), form.get("password")) != ("alice", "wonderland"):
+            return self._answer(401, body=b"wrong password")
+        cookie = ("Set-Cookie", "testbed_session=s-alice; Path=/; HttpOnly")
+        return self._answer(302, [cookie, ("Location", form["next"])])
+
+
+@pytest.fixture(scope="module")
+def site():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LoginSite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_login_posts_the_form_once_and_comes_back_with_the_session(site):
+    LoginSite.posts.clear()
+    s = HubSession(site)
+    r = s.login("alice", "wonderland")
+    assert (r.status_code, r.text, r.url) == (200, "hub home", f"{site}/jupyter/")
+    assert LoginSite.posts == [
+        {"username": "alice", "password": "wonderland", "next": f"{site}/jupyter/"}
+    ]
+    assert s.login_redirect == f"{site}/jupyter/"
+    assert [c.value for c in s.http.cookies if c.name == "testbed_session"] == ["s-alice"]
+    # the session cookie goes with the session's later requests
+    assert s.get("/jupyter/hub/home", allow_redirects=False).status_code == 200
+
+
+def test_a_refused_login_names_the_user_and_the_answer(site):
+    with pytest.raises(HubFlowError, match="login as 'alice' .* gave 401 and no testbed_session"):
+        HubSession(site).login("alice", "not-the-password")
 
 
 def test_api_needs_a_server_first():

@@ -14,10 +14,13 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 import urllib3
+
+from testbed_proxy.client import Target
+from testbed_proxy.client import login as login_form
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -45,6 +48,7 @@ class HubSession:
         hub_path: str = "/jupyter/",
         login_path: str = "/auth/login",
         next_param: str = "next",
+        cookie_name: str = "testbed_session",
         verify: bool = False,
         timeout: float = 30.0,
     ) -> None:
@@ -52,6 +56,7 @@ class HubSession:
         self.hub_path = "/" + hub_path.strip("/") + "/"
         self.login_path = login_path
         self.next_param = next_param
+        self.cookie_name = cookie_name
         self.timeout = timeout
         self.http = requests.Session()
         # Never through the site's HTTP proxy, never with its CA bundle: the
@@ -61,6 +66,7 @@ class HubSession:
         if not verify:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.username: str | None = None
+        self.login_redirect: str | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -76,8 +82,11 @@ class HubSession:
     def login(self, user: str, password: str = "") -> requests.Response:
         """Open the hub, be sent to the testbed login, submit it, follow it back.
 
-        Returns the last answer of the redirect chain (the hub's spawn page,
-        spawn-pending page or JupyterLab itself).
+        The form goes through the one login-form client,
+        :func:`testbed_proxy.client.login`; its session cookie joins this
+        session's jar. Returns the last answer of the redirect chain from the
+        login's ``next`` URL (the hub's spawn page, spawn-pending page or
+        JupyterLab itself).
         """
         first = self.http.get(
             self.hub(), headers={"Accept": BROWSER_ACCEPT}, allow_redirects=False, timeout=30
@@ -89,15 +98,32 @@ class HubSession:
                 f"{first.status_code} Location={location!r}"
             )
         nxt = parse_qs(urlsplit(location).query).get(self.next_param, [""])[0]
-        r = self.http.post(
-            self.url(self.login_path),
-            data={"username": user, "password": password, self.next_param: nxt},
-            headers={"Accept": BROWSER_ACCEPT},
-            timeout=self.timeout,
+        target = Target(self.base_url, verify=bool(self.http.verify), timeout=self.timeout)
+        try:
+            jar, posted = login_form(
+                target,
+                user,
+                password,
+                login_path=self.login_path,
+                next_url=nxt,
+                next_param=self.next_param,
+                cookie_name=self.cookie_name,
+            )
+        except AssertionError as exc:  # no session cookie: say so as a step of the walk
+            raise HubFlowError(str(exc)) from None
+        host = urlsplit(self.base_url).hostname or ""
+        for name, value in jar.items():
+            self.http.cookies.set(name, value, domain=host, path="/")
+        back = posted.header("Location")
+        if posted.status not in (301, 302, 303, 307, 308) or not back:
+            raise HubFlowError(
+                f"login as {user!r}: expected a redirect to {nxt!r}, got {posted.status} "
+                f"Location={back!r}"
+            )
+        self.login_redirect = urljoin(self.url(self.login_path), back)
+        return self.http.get(
+            self.login_redirect, headers={"Accept": BROWSER_ACCEPT}, timeout=self.timeout
         )
-        if r.status_code >= 400:
-            raise HubFlowError(f"login as {user!r}: {r.status_code} at {r.url}: {r.text[:300]}")
-        return r
 
     def _xsrf_header(self, path_prefix: str) -> dict[str, str]:
         """X-XSRFToken from the _xsrf cookie scoped to ``path_prefix``.
@@ -164,7 +190,10 @@ class HubSession:
             login_s=t1 - t0,
             ready_s=t2 - t0,
             polls=polls,
-            redirects=[h.headers.get("Location", "") for h in r.history],
+            redirects=[
+                self.login_redirect or "",
+                *(h.headers.get("Location", "") for h in r.history),
+            ],
         )
 
     # -- the single-user server's REST API and kernels --------------------------

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from testbed_devtools.stats import compare
 from testbed_proxy import bench
 from testbed_proxy.client import (
     Response,
@@ -214,10 +215,11 @@ def bench_in_instance(
 ) -> dict:
     """Run :mod:`testbed_proxy.bench` inside the base station (testinfra ``host``).
 
-    Copies the single-file benchmark to ``dest``, measures the three loopback
-    listeners of ``reverse_proxy_bench_enabled`` (P: no auth, P+1: auth,
-    P+2: auth + cache) with the session ``cookie`` value and returns the result
-    (``cases`` medians etc., ``ratio`` against ``noauth``).
+    Copies the single-file benchmark to ``dest``, times the three loopback
+    benchmark listeners (``bench.listeners_conf``; P: no auth, P+1: auth,
+    P+2: auth + cache) with the session ``cookie`` value and summarises the
+    samples here (:func:`testbed_devtools.stats.compare`, milliseconds):
+    ``cases`` (p50, p95, ...) and ``ratio`` of each median to ``noauth``'s.
     """
     with open(bench.__file__, "rb") as f:
         b64 = base64.b64encode(f.read()).decode()
@@ -225,10 +227,15 @@ def bench_in_instance(
     host.check_output(f"mkdir -p {shlex.quote(folder)} && echo {b64} | base64 -d > {dest}")
     cases = " ".join(
         f"--case {name}=http://127.0.0.1:{port + i}{hub_api_path}"
-        for i, name in enumerate(("noauth", "auth", "auth_cached"))
+        for i, name in enumerate(bench.CASES)
     )
     out = host.check_output(
-        f"python3 {dest} --requests {int(requests)} --warmup {int(warmup)} {cases} "
+        f"python3 {dest} measure --requests {int(requests)} --warmup {int(warmup)} {cases} "
         f"--cookie {shlex.quote('testbed_session=' + cookie)}"
     )
-    return json.loads(out)
+    raw = json.loads(out)
+    return {
+        "requests": raw["requests"],
+        "unit": "ms",
+        **compare(raw["samples"], baseline="noauth", scale=1000.0),
+    }

@@ -181,6 +181,10 @@ def login(
 ) -> tuple[dict[str, str], Response]:
     """Log in through the testbed login form; returns (cookies, the POST's answer).
 
+    The project's one login-form client (docs/ARCHITECTURE.md, auth service
+    contract): the proxy checks, ``testbed_devtools.hubclient.HubSession`` (the
+    e2e tests, the benchmark's spawns and auth overhead) all log in here. The
+    answer is not followed: a successful login is a redirect to ``next_url``.
     Raises AssertionError naming the user and status when no session cookie came back.
     """
     form = {"username": username, "password": password}

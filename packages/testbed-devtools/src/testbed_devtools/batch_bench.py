@@ -1,11 +1,18 @@
-"""Benchmark ``run-notebook --jobs N`` against a sequential loop of the ``papermill`` CLI.
+"""The batch benchmark's timings, taken inside the notebook image.
+
+Not imported by the control node: ``python -m testbed_devtools.bench`` sends
+this file on the standard input of a fresh notebook-image container
+(``docker run -i ... python - NOTEBOOK --experiment ... --jobs N``), so bench
+code never ships in the image. It imports only what the image has: the
+``testbed.batch`` runner (for the same input checks as ``run-notebook``),
+nbformat, jupyter_client and the ``papermill`` / ``run-notebook`` commands.
 
 One invocation measures, on the same notebook and experiments:
 
 1. per-run overhead (first, so it also warms the disk cache for both arms):
    starting and stopping a kernel with jupyter_client (start, wait until ready,
-   shut down; median of 3) and one ``papermill`` CLI run of a notebook holding
-   only a parameters cell (median of 3);
+   shut down; 3 samples) and one ``papermill`` CLI run of a notebook holding
+   only a parameters cell (3 samples);
 2. baseline: a shell-style sequential loop, one ``papermill IN OUT -r
    experiment_id ID`` process per experiment, timed as a whole;
 3. candidate: one ``run-notebook NOTEBOOK --experiment ... --jobs N`` process,
@@ -16,14 +23,11 @@ The experiment id goes to the same parameter the batch command sets
 (``experiment_id``), as a raw string (``-r``) so an id such as ``001`` stays the
 string the batch command passes rather than becoming the number 1.
 
-Example (the issue's target: at least 1.7 times faster with 20 experiments on 2 cores)::
-
-    python -m testbed.batch.bench files/notebooks/02-ptt-performance.ipynb \\
-        --experiment $(seq -f 'exp-%03g' 1 20) --jobs 2 --json bench.json
-
-Prints a table, then one JSON object as the last line of stdout. Exit status:
-0 both arms ran every experiment successfully (whatever the speedup), 1 some run
-failed, 2 bad input (nothing was run).
+Prints the raw timings in seconds as one JSON object on the last line of
+stdout (progress goes to stderr); the speed-up, the medians and the verdict
+against the target are computed on the control node (``testbed_devtools.stats``).
+Exit status: 0 both arms ran every experiment successfully, 1 some run failed,
+2 bad input (nothing was run).
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import csv
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nbformat
 
@@ -50,8 +52,7 @@ from testbed.batch.notebook import NotebookError, inspect_notebook
 from testbed.batch.runner import EXPERIMENT_PARAM, BatchError, BatchPlan, plan_batch, safe_name
 from testbed.errors import TestbedError
 
-PROG = "python -m testbed.batch.bench"
-TARGET_SPEEDUP = 1.7
+PROG = "batch-bench"
 OVERHEAD_SAMPLES = 3
 KERNEL_READY_TIMEOUT_S = 60.0
 
@@ -80,91 +81,6 @@ class Tools:
     run_notebook: tuple[str, ...]
 
 
-def summarize(
-    *,
-    experiments: int,
-    jobs: int,
-    sequential_s: float,
-    batch_s: float,
-    kernel_start_s: float | None,
-    empty_run_s: float | None,
-    failures: Sequence[Failure] = (),
-    target_speedup: float = TARGET_SPEEDUP,
-) -> dict[str, Any]:
-    """The result object from the timings (seconds); pure arithmetic.
-
-    ``speedup`` is ``sequential_s / batch_s`` (None when ``batch_s`` is not positive);
-    ``meets_target`` needs no failure and ``speedup >= target_speedup``.
-    """
-
-    def sec(value: float | None) -> float | None:
-        return None if value is None else round(value, 3)
-
-    speedup = round(sequential_s / batch_s, 3) if batch_s > 0 else None
-    return {
-        "experiments": experiments,
-        "jobs": jobs,
-        "sequential_s": sec(sequential_s),
-        "batch_s": sec(batch_s),
-        "speedup": speedup,
-        "kernel_start_s": sec(kernel_start_s),
-        "empty_run_s": sec(empty_run_s),
-        "failures": len(failures),
-        "failed_runs": [f.as_dict() for f in failures],
-        "target_speedup": target_speedup,
-        "meets_target": bool(not failures and speedup is not None and speedup >= target_speedup),
-    }
-
-
-def format_table(result: dict[str, Any], notebook: Path) -> str:
-    """A plain-text table of the figures in ``result``."""
-    n = result["experiments"]
-
-    def per_run(total: float | None) -> str:
-        return f"{total / n:.3f}" if total is not None and n else "-"
-
-    def fmt(value: float | None, unit: str = "") -> str:
-        return "-" if value is None else f"{value:.3f}{unit}"
-
-    failed = {"sequential": 0, "batch": 0, "overhead": 0}
-    for f in result["failed_runs"]:
-        failed[f["arm"]] = failed.get(f["arm"], 0) + 1
-    rows = [
-        ("arm", "wall_s", "per_run_s", "failed"),
-        (
-            "sequential papermill CLI loop",
-            fmt(result["sequential_s"]),
-            per_run(result["sequential_s"]),
-            str(failed["sequential"]),
-        ),
-        (
-            f"run-notebook --jobs {result['jobs']}",
-            fmt(result["batch_s"]),
-            per_run(result["batch_s"]),
-            str(failed["batch"]),
-        ),
-    ]
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [
-        f"notebook: {notebook}",
-        f"experiments: {n}   jobs: {result['jobs']}   cores: {os.cpu_count()}",
-        "",
-    ]
-    lines += ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
-    lines += [
-        "",
-        f"speedup (sequential_s / batch_s): {fmt(result['speedup'], 'x')}   "
-        f"target: {result['target_speedup']}x   meets_target: {result['meets_target']}",
-        f"kernel start+ready+shutdown, median of {OVERHEAD_SAMPLES}: "
-        f"{fmt(result['kernel_start_s'], ' s')}",
-        f"papermill CLI run of an empty notebook, median of {OVERHEAD_SAMPLES}: "
-        f"{fmt(result['empty_run_s'], ' s')}",
-        f"failures: {result['failures']}",
-    ]
-    lines += [f"  {f['arm']} {f['experiment']}: {f['error']}" for f in result["failed_runs"]]
-    return "\n".join(lines)
-
-
 # -- validation ------------------------------------------------------------------------
 
 
@@ -181,15 +97,15 @@ def find_tools() -> tuple[Tools | None, list[str]]:
     papermill = _console_script("papermill")
     if papermill is None:
         problems.append(
-            "the papermill CLI is not installed in this environment: install the notebook "
-            "extras (pip install -e '.[notebook]') or pip install 'papermill>=2.5'"
+            "the papermill CLI is not installed in this environment: run the benchmark in "
+            "the notebook image, or install the testbed-notebook distribution"
         )
     try:
         import jupyter_client  # noqa: F401
     except ImportError:
         problems.append(
-            "jupyter_client is not installed: install the notebook extras "
-            "(pip install -e '.[notebook]')"
+            "jupyter_client is not installed: run the benchmark in the notebook image, "
+            "or install the testbed-notebook distribution"
         )
     run_notebook = _console_script("run-notebook")
     runner = (run_notebook,) if run_notebook else (sys.executable, "-m", "testbed.batch.cli")
@@ -199,11 +115,7 @@ def find_tools() -> tuple[Tools | None, list[str]]:
 
 
 def validate(
-    notebook: str,
-    experiments: Sequence[str],
-    jobs: int,
-    workdir: str | None,
-    json_file: str | None,
+    notebook: str, experiments: Sequence[str], jobs: int, workdir: str | None
 ) -> tuple[BatchPlan, Tools]:
     """Check everything before any run; raise :class:`BenchInputError` listing the problems."""
     problems: list[str] = []
@@ -216,14 +128,6 @@ def validate(
         wd = Path(workdir)
         if wd.exists() and not wd.is_dir():
             problems.append(f"--workdir {wd} exists and is not a directory; choose another")
-    if json_file is not None:
-        target = Path(json_file)
-        if target.is_dir():
-            problems.append(f"--json {target} is a directory; give a file name")
-        elif not target.parent.is_dir():
-            problems.append(
-                f"--json {target}: directory {target.parent} does not exist; create it first"
-            )
     tools, tool_problems = find_tools()
     problems += tool_problems
     if problems:
@@ -392,8 +296,11 @@ def write_empty_notebook(path: Path, plan: BatchPlan) -> Path:
 
 def measure_overhead(
     plan: BatchPlan, tools: Tools, workdir: Path, log: Callable[[str], None]
-) -> tuple[float | None, float | None, list[Failure]]:
-    """Median kernel start+stop and median papermill CLI run of an empty notebook."""
+) -> tuple[list[float], list[float], list[Failure]]:
+    """Samples of a kernel start+stop and of a papermill CLI run of an empty notebook.
+
+    A failed sample stops that probe: its list is then shorter than ``OVERHEAD_SAMPLES``.
+    """
     out = workdir / "overhead"
     out.mkdir(parents=True, exist_ok=True)
     failures: list[Failure] = []
@@ -422,11 +329,7 @@ def measure_overhead(
             break
         runs.append(time.perf_counter() - t0)
     log(f"overhead: empty papermill run {', '.join(f'{s:.2f}' for s in runs)} s")
-    return (
-        statistics.median(kernel) if len(kernel) == OVERHEAD_SAMPLES else None,
-        statistics.median(runs) if len(runs) == OVERHEAD_SAMPLES else None,
-        failures,
-    )
+    return kernel, runs, failures
 
 
 # -- command line ----------------------------------------------------------------------
@@ -437,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Time run-notebook --jobs N against a sequential loop of the papermill "
         "CLI over the same experiments, and the per-run overhead (kernel start, empty run).",
-        epilog="Exit status: 0 every run of both arms succeeded (whatever the speedup), "
-        "1 some run failed, 2 bad input (nothing ran). The last line of stdout is JSON.",
+        epilog="Exit status: 0 every run of both arms succeeded, 1 some run failed, "
+        "2 bad input (nothing ran). The last line of stdout is the raw timings as JSON.",
     )
     parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
     add_experiment_option(parser, default=[])
@@ -456,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep executed notebooks and logs here (default: a temporary directory, "
         "removed unless a run failed)",
     )
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the JSON here")
     return parser
 
 
@@ -465,13 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = sys.stderr
     experiments = list(dict.fromkeys(args.experiments))
     try:
-        plan, tools = validate(args.notebook, experiments, args.jobs, args.workdir, args.json)
+        plan, tools = validate(args.notebook, experiments, args.jobs, args.workdir)
     except BenchInputError as exc:
         print(f"{PROG}: nothing was run:\n{exc}", file=err)
         return 2
 
     def log(line: str) -> None:
-        print(f"bench: {line}", file=err, flush=True)
+        print(f"{PROG}: {line}", file=err, flush=True)
 
     keep = args.workdir is not None
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="batch-bench-"))
@@ -484,24 +386,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch_s, batch_failures = run_batch_arm(plan, tools, args.jobs, workdir, log)
     failures += seq_failures + batch_failures
 
-    result = summarize(
-        experiments=len(plan.experiments),
-        jobs=args.jobs,
-        sequential_s=sequential_s,
-        batch_s=batch_s,
-        kernel_start_s=kernel_s,
-        empty_run_s=empty_s,
-        failures=failures,
-    )
-    line = json.dumps(result)
-    if args.json:
-        Path(args.json).write_text(line + "\n", encoding="utf-8")
     if failures and not keep:
         log(f"some runs failed; their notebooks and logs stay in {workdir}")
     elif not keep:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(format_table(result, plan.notebook))
-    print(line, flush=True)
+    raw = {
+        "notebook": str(plan.notebook),
+        "experiments": len(plan.experiments),
+        "jobs": args.jobs,
+        "cores": os.cpu_count(),
+        "overhead_samples": OVERHEAD_SAMPLES,
+        "kernel_start_s": [round(s, 4) for s in kernel_s],
+        "empty_run_s": [round(s, 4) for s in empty_s],
+        "sequential_s": round(sequential_s, 4),
+        "batch_s": round(batch_s, 4),
+        "failed_runs": [f.as_dict() for f in failures],
+    }
+    print(json.dumps(raw), flush=True)
     return 1 if failures else 0
 
 
