@@ -11,9 +11,10 @@ src/) are copied to a temporary folder without caches, egg-info or an old
 build/ tree, so a stale file never ends up in the wheel, and SOURCE_DATE_EPOCH
 fixes the zip timestamps: the same sources give the same bytes, hence the same
 image tag and no reinstall. The wheel in OUTPUT_DIR is replaced only when its
-bytes differ (its mtime stays stable) and older testbed_hub wheels there are
-removed (older wheels of the same distribution). OUTPUT_DIR/.sources.json records the digest of the sources the wheel
-was built from: when the sources are unchanged, pip is not run again.
+bytes differ (its mtime stays stable) and older wheels of the same
+distribution there are removed. OUTPUT_DIR/.sources.json records the digest of
+the sources the wheel was built from: when the sources are unchanged, pip is
+not run again.
 Prints ``{"path": ..., "name": ..., "sha256": ...}`` on one line.
 Exit 2: PACKAGE_DIR is not a distribution folder; 1: pip failed.
 """
