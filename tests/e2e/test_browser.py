@@ -126,8 +126,6 @@ def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, bas
     player.evaluate("a => a.closest('.jp-Cell').scrollIntoView()")
     player.wait_for(state="visible")
     shot(page, "03-demo-notebook-ran")
-    errors = panel.locator("[data-mime-type='application/vnd.jupyter.error']")
-    assert errors.count() == 0, errors.first.inner_text()
     assert panel.locator(".jp-OutputArea-output img").count() >= 1
     audio = panel.locator("audio")
     assert audio.count() >= 1
@@ -144,6 +142,10 @@ def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, bas
     cells = [c for c in r.json()["content"]["cells"] if c["cell_type"] == "code"]
     counts = [c["execution_count"] for c in cells]
     assert None not in counts and counts == sorted(counts), counts
+    # JupyterLab 4 draws tracebacks as stderr on the page: the saved file says
+    # for certain whether a cell raised.
+    errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+    assert errors == [], [(e["ename"], e["evalue"]) for e in errors]
     mimes = {m for c in cells for o in c["outputs"] for m in o.get("data", {})}
     assert {"image/png", "text/html"} <= mimes, mimes
 
