@@ -58,16 +58,36 @@ def free_port() -> int:
 class StubAuth(BaseHTTPRequestHandler):
     """Auth check stub: the session cookie's value picks the answer.
 
-    ``user-<name>``: 200 + user header; ``forbidden...``: 403; ``redirect``: 302;
-    ``slow...``: no answer until the test sets ``hold[value]``; anything else 401.
-    ``hits[value]`` counts the checks that reached the stub for each value.
+    ``user-<name>``: 200 + user header; ``big<K>-<name>``: the same with a header
+    block of exactly K KiB (status line to the blank line: a token header of 12 KiB
+    or a quarter of the block, many group headers, one filler); ``status500...``:
+    500; ``forbidden...``: 403;
+    ``redirect``: 302; ``slow...``: no answer until the test sets ``hold[value]``;
+    anything else 401. ``hits[value]`` counts the checks that reached the stub for
+    each value, ``header_bytes[value]`` the size of the last header block sent.
     """
 
     protocol_version = "HTTP/1.1"
     user_header = "X-Authorized-User"
     hits: Counter = Counter()
+    header_bytes: dict[str, int] = {}
     hold: dict[str, threading.Event] = {}
     lock = threading.Lock()
+
+    def _pad_to(self, total: int) -> None:
+        """Add headers until the block (with its final CRLF) is ``total`` bytes."""
+
+        def size() -> int:
+            return sum(len(line) for line in self._headers_buffer) + 2
+
+        self.send_header("X-Auth-Request-Access-Token", "t" * min(12 * 1024, total // 4))
+        n = 0
+        while total - size() > 200:
+            self.send_header("X-Auth-Request-Group", f"testbed-experiment-group-{n:05d}-analysts")
+            n += 1
+        filler = total - size() - len("X-Pad: \r\n")
+        self.send_header("X-Pad", "p" * filler)
+        assert size() == total, (size(), total)
 
     def log_message(self, *args):
         pass
@@ -77,9 +97,14 @@ class StubAuth(BaseHTTPRequestHandler):
         value = cookie.split("=", 1)[1] if "=" in cookie else ""
         with self.lock:
             self.hits[value] += 1
-        status, headers = 401, {}
+        status, headers, pad = 401, {}, 0
         if value.startswith("user-"):
             status, headers = 200, {self.user_header: value[5:]}
+        elif value.startswith("big"):
+            kib, name = value[3:].split("-", 1)
+            status, headers, pad = 200, {self.user_header: name}, int(kib) * 1024
+        elif value.startswith("status500"):
+            status = 500
         elif value.startswith("forbidden"):
             status = 403
         elif value == "redirect":
@@ -95,6 +120,9 @@ class StubAuth(BaseHTTPRequestHandler):
             for k, v in headers.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
+            if pad:
+                self._pad_to(pad)
+            self.header_bytes[value] = sum(len(line) for line in self._headers_buffer) + 2
             self.end_headers()
             self.wfile.write(body)
         except OSError:
@@ -156,6 +184,18 @@ def _variants(up: dict, tmp: Path) -> dict[str, dict]:
             "reverse_proxy_web_ui_upstream": "",
             "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check?app=hub",
             "reverse_proxy_login_url": "https://sso.testbed.example/login?app=hub",
+        },
+        # reverse_proxy_auth_header_buffer_size: below the default, its floor, its ceiling
+        **{
+            f"auth-{size}": {
+                **common,
+                "reverse_proxy_tls_enabled": False,
+                "reverse_proxy_http_port": free_port(),
+                "reverse_proxy_web_ui_upstream": "",
+                "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check",
+                "reverse_proxy_auth_header_buffer_size": size,
+            }
+            for size in ("32k", "4k", "1m")
         },
     }
 
@@ -396,3 +436,88 @@ def test_without_the_session_cookie_nothing_is_cached(sites):
         r = request(_tls(sites), "/jupyter/hub/home", headers=[("Cookie", f"s={value}")])
         assert r.status == 200, r.body[:200]
     assert StubAuth.hits[value] == 3
+
+
+def _error_log(sites, name: str, marker: str) -> str:
+    """The lines of variant ``name``'s site error log about the request with ``marker``."""
+    log = (sites[name]["dir"] / "logs" / f"{name}.error.log").read_text(errors="replace")
+    return "".join(line for line in log.splitlines(keepends=True) if marker in line)
+
+
+def _target(sites, name):
+    return _tls(sites) if name == "tls" else _plain(sites, name)
+
+
+# (site variant, its reverse_proxy_auth_header_buffer_size, KiB of the auth
+# answer's header block, whether it fits)
+AUTH_ANSWERS = [
+    ("tls", "64k (default)", 32, True),
+    ("tls", "64k (default)", 60, True),
+    ("tls", "64k (default)", 72, False),
+    ("auth-32k", "32k", 24, True),
+    ("auth-32k", "32k", 40, False),
+    ("auth-4k", "4k", 2, True),
+    ("auth-4k", "4k", 8, False),
+    ("auth-1m", "1m", 200, True),
+]
+
+
+@pytest.mark.parametrize(
+    "name,limit,kib,fits", AUTH_ANSWERS, ids=[f"{a[0]}-{a[2]}KiB" for a in AUTH_ANSWERS]
+)
+def test_large_auth_answer(sites, name, limit, kib, fits):
+    """An auth answer whose header block (many group headers, a big token) fits
+    the configured buffer lets the user in, with only the user header forwarded;
+    one that does not is refused with the 503 page and logged as too big."""
+    marker = uuid.uuid4().hex
+    user = f"erin-{marker[:8]}"
+    value = f"big{kib}-{user}"
+    path = f"/jupyter/hub/api/user?case={marker}"
+    headers = [("Cookie", f"testbed_session={value}")]
+    r = request(_target(sites, name), path, headers=headers)
+    assert StubAuth.header_bytes[value] == kib * 1024
+    log = _error_log(sites, name, marker)
+    if fits:
+        assert r.status == 200, (limit, r.status, r.body[:300], log)
+        seen = r.json()
+        assert forwarded_headers(seen, "X-Authorized-User") == [user]
+        for big in ("X-Auth-Request-Access-Token", "X-Auth-Request-Group", "X-Pad"):
+            assert forwarded_headers(seen, big) == [], f"{big} reached the hub"
+        assert log == "", log
+        if name == "tls":  # the cached copy of the large answer is read back too
+            again = request(_target(sites, name), path, headers=headers)
+            assert again.status == 200, again.body[:300]
+            assert forwarded_headers(again.json(), "X-Authorized-User") == [user]
+            assert StubAuth.hits[value] == 1, "the large answer was not cached"
+    else:
+        assert r.status == 503 and b"Login service unavailable" in r.body, (r.status, r.body)
+        assert "upstream sent too big header" in log, log
+        assert 'subrequest: "/_reverse_proxy_auth"' in log, log
+        assert "auth request unexpected status: 502" in log, log
+
+
+def test_auth_service_error_is_503_and_logged_as_such(sites):
+    """An auth service answering 500 still gets the 503 page, and its error log
+    line names the status, without the too-big-header line."""
+    marker = uuid.uuid4().hex
+    value = f"status500-{marker[:8]}"
+    r = request(_tls(sites), f"/jupyter/hub/home?case={marker}", headers=[("Cookie", f"s={value}")])
+    assert r.status == 503 and b"Login service unavailable" in r.body, (r.status, r.body)
+    assert StubAuth.hits[value] == 1
+    log = _error_log(sites, "tls", marker)
+    assert "auth request unexpected status: 500" in log, log
+    assert "too big header" not in log, log
+
+
+def test_auth_header_buffer_is_the_role_variable(sites):
+    """The rendered auth location carries reverse_proxy_auth_header_buffer_size
+    (nginx -t accepted every variant, 4k to 1m, when the fixture started them)."""
+    for name, size in (("tls", "64k"), ("auth-32k", "32k"), ("auth-4k", "4k"), ("auth-1m", "1m")):
+        site = (sites[name]["dir"] / "site.conf").read_text()
+        auth = site.split("location = /_reverse_proxy_auth {", 1)[1].split("}", 1)[0]
+        for line in (
+            f"proxy_buffer_size {size};",
+            f"proxy_buffers 2 {size};",
+            f"proxy_busy_buffers_size {size};",
+        ):
+            assert line in auth, (name, auth)

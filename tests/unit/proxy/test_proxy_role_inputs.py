@@ -205,6 +205,23 @@ def _cases(tmp: Path) -> dict[str, tuple[dict, str | None]]:
             {"reverse_proxy_auth_cache_seconds": 86400},
             "reverse_proxy_auth_cache_seconds 0-3600",
         ),
+        "auth-buffer-in-bytes": ({"reverse_proxy_auth_header_buffer_size": 131072}, None),
+        "auth-buffer-not-a-size": (
+            {"reverse_proxy_auth_header_buffer_size": "64 kB"},
+            "reverse_proxy_auth_header_buffer_size must be an nginx size from 4k to 1m",
+        ),
+        "auth-buffer-too-small": (
+            {"reverse_proxy_auth_header_buffer_size": "1k"},
+            "got 1k",
+        ),
+        "auth-buffer-too-large": (
+            {"reverse_proxy_auth_header_buffer_size": "2m"},
+            "reverse_proxy_auth_header_buffer_size",
+        ),
+        "auth-buffer-in-gigabytes": (
+            {"reverse_proxy_auth_header_buffer_size": "1g"},
+            "reverse_proxy_auth_header_buffer_size",
+        ),
     }
 
 
@@ -374,6 +391,11 @@ def _expectations():
         "ipv6-listen-and-upstream",
         "listen-on-a-name",
         "cache-too-long",
+        "auth-buffer-in-bytes",
+        "auth-buffer-not-a-size",
+        "auth-buffer-too-small",
+        "auth-buffer-too-large",
+        "auth-buffer-in-gigabytes",
     ]
     return names
 

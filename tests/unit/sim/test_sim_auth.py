@@ -225,9 +225,39 @@ class TestOauth2ProxyStyle(AuthCase):
         assert self.req("GET", "/auth/check", cookie=cookie).code == 404
 
 
+class TestPaddedCheck(AuthCase):
+    """check_padding_bytes: a large auth answer, as from a login service that sends
+    many groups and a big token (the reverse proxy's tests need one)."""
+
+    cfg = {"check_padding_bytes": 32 * 1024}
+
+    def test_allowed_check_carries_the_padding_refusal_does_not(self):
+        cookie = self.session_cookie(self.login("bob@testbed.example")).value
+        check = self.req("GET", "/auth/check", cookie=cookie)
+        assert check.code == 200
+        assert check.headers["X-Authorized-User"] == "bob@testbed.example"
+        block = sum(len(k) + len(v) + 4 for k, v in check.headers.get_all())
+        assert block >= 32 * 1024, block
+        assert len(check.headers.get_list("X-Testbed-Sim-Group")) > 100
+        refused = self.req("GET", "/auth/check")
+        assert refused.code == 401 and "X-Testbed-Sim-Token" not in refused.headers
+
+
+class TestUnpaddedByDefault(AuthCase):
+    def test_check_has_no_padding(self):
+        cookie = self.session_cookie(self.login("bob@testbed.example")).value
+        check = self.req("GET", "/auth/check", cookie=cookie)
+        assert check.code == 200
+        assert not [k for k, _ in check.headers.get_all() if k.startswith("X-Testbed-Sim-")]
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
+        (
+            {"users": ["a"], "check_padding_bytes": -1},
+            "'check_padding_bytes' must be an integer from 0 to 1048576",
+        ),
         ({"users": []}, "'users' must be a non-empty list"),
         ({"users": [{"password": "x"}]}, "users[0] needs a non-empty string 'name'"),
         ({"users": ["a", "a"]}, "duplicate names"),

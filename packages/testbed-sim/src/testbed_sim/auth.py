@@ -4,6 +4,7 @@ Endpoints (paths, header and parameter names are configurable):
 
 - ``GET /auth/check``: 200 + ``X-Authorized-User: <name>`` for a valid session cookie,
   otherwise 401. Never a redirect (nginx ``auth_request`` accepts only 2xx/401/403).
+  ``check_padding_bytes`` (test aid, default 0 = off) adds filler headers to the 200.
 - ``GET /auth/login?next=<url>``: login form; ``POST`` checks user (and password when
   the user has one), sets the HMAC-signed ``testbed_session`` cookie and redirects to
   ``next`` when it is same-origin, else to the home page.
@@ -44,6 +45,7 @@ log = logging.getLogger("testbed_sim.auth")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
 _COOKIE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _PARAM_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_MAX_PADDING = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class Settings:
     hub_path: str = "/jupyter/"
     trust_forwarded_headers: bool = True
     title: str = "MCV testbed"
+    # Test aid, off (0): pad the check's 200 answer with filler headers to at
+    # least this many bytes, like a login service sending many groups and a
+    # big token (proxies must accept large auth answer headers).
+    check_padding_bytes: int = 0
 
     KEYS = (
         "users",
@@ -90,6 +96,7 @@ class Settings:
         "hub_path",
         "trust_forwarded_headers",
         "title",
+        "check_padding_bytes",
     )
 
     @classmethod
@@ -131,7 +138,11 @@ class Settings:
                 if not isinstance(cfg[key], bool):
                     raise ValueError(f"'{key}' must be true or false")
                 kw[key] = cfg[key]
-        for key, lo, hi in (("port", 1, 65535), ("session_ttl_s", 1, 366 * 86400)):
+        for key, lo, hi in (
+            ("port", 1, 65535),
+            ("session_ttl_s", 1, 366 * 86400),
+            ("check_padding_bytes", 0, _MAX_PADDING),
+        ):
             if key in cfg:
                 v = cfg[key]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -338,7 +349,21 @@ class CheckHandler(_Base):
             return
         self.set_header(self.settings_.user_header, name)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.pad_headers(self.settings_.check_padding_bytes)
         self.finish("ok\n")
+
+    def pad_headers(self, total: int) -> None:
+        """Filler headers of at least ``total`` bytes: a token, then group lines."""
+        if total <= 0:
+            return
+        token = min(total // 4, 16 * 1024)
+        self.set_header("X-Testbed-Sim-Token", "t" * token)
+        sent, n = token + len("X-Testbed-Sim-Token: \r\n"), 0
+        while sent < total:
+            line = f"testbed-sim-padding-group-{n:05d}"
+            self.add_header("X-Testbed-Sim-Group", line)
+            sent += len(line) + len("X-Testbed-Sim-Group: \r\n")
+            n += 1
 
     head = get
 
