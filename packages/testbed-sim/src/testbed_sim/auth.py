@@ -40,6 +40,8 @@ import tornado.ioloop
 import tornado.web
 from tornado.escape import xhtml_escape
 
+from testbed_sim.jsonconfig import read_json_object
+
 log = logging.getLogger("testbed_sim.auth")
 
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
@@ -461,14 +463,7 @@ def make_app(settings: Settings) -> tornado.web.Application:
 
 
 def load_settings(path: Path) -> Settings:
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config file {path} must hold a JSON object")
+    cfg = read_json_object(path)
     try:
         return Settings.from_mapping(cfg)
     except ValueError as exc:
