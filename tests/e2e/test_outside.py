@@ -17,12 +17,12 @@ from testbed_devtools.hubclient import BROWSER_ACCEPT, HubSession
 from testbed_proxy import checks
 from testbed_proxy.client import Target, request
 
-# Ports the base station may expose: nginx, and the testbed's own MongoDB
-# (published by the testbed, here by its simulator) which this project does
-# not own. Everything else that listens must be loopback- or bridge-only.
+# Ports the base station may expose: nginx. Everything else that listens must be
+# loopback- or bridge-only, the database included (loopback and the jupyter
+# gateway: README "Where MongoDB must listen"; the simulator listens so).
 PUBLIC = {80, 443}
-TESTBED_OWNED = {27017}
-MUST_BE_CLOSED = {8000, 8001, 8081, 9000, 8888}
+TESTBED_OWNED: set[int] = set()
+MUST_BE_CLOSED = {8000, 8001, 8081, 9000, 8888, 27017}
 
 
 def listening_ports() -> set[int]:

@@ -161,7 +161,8 @@ def test_container_on_jupyter_network_with_three_mounts(host, server):
     assert mounts[f"{NB}/media"]["Type"] == "bind"
     assert mounts[f"{NB}/media"]["Source"] == "/srv/lmr/wavs"
     assert mounts[f"{NB}/media"]["RW"] is False
-    assert c["HostConfig"]["ExtraHosts"] == ["host.docker.internal:host-gateway"]
+    # the jupyter network's gateway (jupyterhub_host_gateway_mode: gateway), not docker0's
+    assert c["HostConfig"]["ExtraHosts"] == [f"host.docker.internal:{gateway(host)}"]
     assert c["HostConfig"]["Memory"] == 1024**3
     env = dict(e.split("=", 1) for e in c["Config"]["Env"])
     assert env["TESTBED_MONGO_URI"] == "mongodb://host.docker.internal:27017/"
@@ -231,7 +232,7 @@ def test_shared_volume_writable_and_demo_notebooks_read_only(host, server):
     assert host.run(f"docker exec {CONTAINER} cp -f {first} {NB}/copy.ipynb").rc == 0
 
 
-def test_pymongo_reads_experiments_through_host_gateway(host, server):
+def test_pymongo_reads_experiments_through_the_jupyter_gateway(host, server):
     code = (
         "import os, pymongo; "
         "c = pymongo.MongoClient(os.environ['TESTBED_MONGO_URI'], serverSelectionTimeoutMS=10000); "
@@ -293,11 +294,11 @@ def test_netifaces_fallback_resolves_the_bridge_gateway(host):
         "import json; from traitlets.config import Config; "
         "from testbed_hub.config import apply, load; "
         "s = load(); s['spawner']['host_gateway_mode'] = 'netifaces'; c = Config(); apply(c, s); "
-        "print(json.dumps(c.DockerSpawner.extra_host_config))"
+        "print(json.dumps(c.DockerSpawner.extra_host_config['extra_hosts']))"
     )
     r = host.run("/opt/jupyterhub/bin/python -c %s", code)
     assert r.rc == 0, r.stderr
-    assert json.loads(r.stdout) == {"extra_hosts": {"host.docker.internal": gateway(host)}}
+    assert json.loads(r.stdout) == {"host.docker.internal": gateway(host)}
 
 
 def test_idle_culler_runs_as_hub_service(host, token):

@@ -29,12 +29,28 @@ def test_service_running_and_enabled(host, unit):
     assert svc.is_enabled
 
 
-@pytest.mark.parametrize(
-    ("spec", "unit"),
-    [("tcp://127.0.0.1:9000", "testbed-sim-auth"), ("tcp://0.0.0.0:27017", "testbed-sim-mongo")],
-)
-def test_listening(host, spec, unit):
-    assert host.socket(spec).is_listening, journal(host, unit)
+def jupyter_gateway(host):
+    """The jupyter network's gateway (converge.yml creates the network, as site.yml does)."""
+    return json.loads(host.check_output("docker network inspect jupyter"))[0]["IPAM"]["Config"][0][
+        "Gateway"
+    ]
+
+
+def test_listening(host):
+    assert host.socket("tcp://127.0.0.1:9000").is_listening, journal(host, "testbed-sim-auth")
+    assert host.socket("tcp://127.0.0.1:27017").is_listening, journal(host, "testbed-sim-mongo")
+    gw = jupyter_gateway(host)
+    assert host.socket(f"tcp://{gw}:27017").is_listening, journal(host, "testbed-sim-mongo")
+
+
+def test_database_listens_on_loopback_and_the_gateway_only(host):
+    """Not every interface: the notebooks' firewall can describe the one path to it."""
+    mine = [
+        s
+        for s in host.socket.get_listening_sockets()
+        if s.startswith("tcp://") and s.endswith(":27017")
+    ]
+    assert sorted(mine) == sorted(["tcp://127.0.0.1:27017", f"tcp://{jupyter_gateway(host)}:27017"])
 
 
 def test_services_run_unprivileged(host):
@@ -56,7 +72,7 @@ def test_secret_and_config_files(host):
     assert [u["name"] for u in data["users"]] == ["alice@testbed.example", "bob@testbed.example"]
     mongo = json.loads(host.file("/etc/testbed-sim/mongo.json").content_string)
     assert mongo == {
-        "host": "0.0.0.0",  # noqa: S104
+        "host": ["127.0.0.1", jupyter_gateway(host)],
         "port": 27017,
         "database": "testbed",
         "seed": seed.DEFAULT_SEED,
@@ -182,38 +198,32 @@ def op_msg(doc: dict, request_id: int = 1) -> bytes:
     return struct.pack("<iiii", 16 + len(body), request_id, 0, 2013) + body
 
 
-def test_container_on_jupyter_network_reaches_mongo_via_host_gateway(host):
+def test_container_on_jupyter_network_reaches_mongo_via_the_gateway(host):
     # converge.yml applies the docker role first: no engine here is a failure
     info = host.run("docker info")
     assert info.rc == 0, (
         f"the docker role converged on this instance but `docker info` fails: {info.stderr}\n"
         + journal(host, "docker")
     )
-    created = host.run("docker network inspect jupyter").rc != 0
-    if created:
-        host.check_output("docker network create jupyter")
-    try:
-        msg = op_msg({"find": "experiments", "$db": "testbed", "batchSize": 100})
-        escaped = "".join(f"\\x{b:02x}" for b in msg)
-        script = (
-            "exec 3<>/dev/tcp/host.docker.internal/27017 && "
-            f"printf '{escaped}' >&3 && "
-            "len=$(head -c 4 <&3 | od -An -tu4 | tr -d ' ') && "
-            "head -c $((len - 4)) <&3 | od -An -v -tx1"
-        )
-        out = host.run(
-            "docker run --rm --network jupyter --add-host host.docker.internal:host-gateway "
-            f"{IMAGE} timeout 20 bash -c {shlex.quote(script)}"
-        )
-        assert out.rc == 0, out.stderr
-        reply = bytes.fromhex("".join(out.stdout.split()))
-        _req, _resp_to, opcode = struct.unpack("<iii", reply[:12])
-        assert opcode == 2013
-        doc = bson.decode(reply[17:])
-        assert doc["ok"] == 1.0
-        batch = doc["cursor"]["firstBatch"]
-        assert [d["_id"] for d in batch] == [e["_id"] for e in EXPECTED.experiments]
-        assert batch[3]["channel"] == EXPECTED.experiments[3]["channel"]
-    finally:
-        if created:
-            host.run("docker network rm jupyter")
+    gw = jupyter_gateway(host)
+    msg = op_msg({"find": "experiments", "$db": "testbed", "batchSize": 100})
+    escaped = "".join(f"\\x{b:02x}" for b in msg)
+    script = (
+        "exec 3<>/dev/tcp/host.docker.internal/27017 && "
+        f"printf '{escaped}' >&3 && "
+        "len=$(head -c 4 <&3 | od -An -tu4 | tr -d ' ') && "
+        "head -c $((len - 4)) <&3 | od -An -v -tx1"
+    )
+    out = host.run(
+        f"docker run --rm --network jupyter --add-host host.docker.internal:{gw} "
+        f"{IMAGE} timeout 20 bash -c {shlex.quote(script)}"
+    )
+    assert out.rc == 0, out.stderr
+    reply = bytes.fromhex("".join(out.stdout.split()))
+    _req, _resp_to, opcode = struct.unpack("<iii", reply[:12])
+    assert opcode == 2013
+    doc = bson.decode(reply[17:])
+    assert doc["ok"] == 1.0
+    batch = doc["cursor"]["firstBatch"]
+    assert [d["_id"] for d in batch] == [e["_id"] for e in EXPECTED.experiments]
+    assert batch[3]["channel"] == EXPECTED.experiments[3]["channel"]

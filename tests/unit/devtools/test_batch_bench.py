@@ -207,7 +207,11 @@ class FakeStation:
                         "read_only": True,
                     },
                 ],
-                "etc_hosts": {"host.docker.internal": "host-gateway"},
+                "etc_hosts": {"host.docker.internal": "172.19.0.1"},
+                "pids_limit": 512,
+                "security_opt": ["no-new-privileges"],
+                "cap_drop": ["ALL"],
+                "cap_add": [],
             }
         )
 
@@ -225,7 +229,8 @@ def test_batch_speedup_runs_the_script_in_the_hubs_container_and_summarises():
         "-e TESTBED_MONGO_DB=testbed -e 'TESTBED_MEDIA_DIR=/x y' "
         "--mount type=volume,source=jupyterhub-shared,target=/home/jovyan/nist/share "
         "--mount type=bind,source=/srv/lmr/wavs,target=/home/jovyan/nist/media,readonly "
-        "--add-host host.docker.internal:host-gateway "
+        "--add-host host.docker.internal:172.19.0.1 "
+        "--pids-limit 512 --security-opt no-new-privileges --cap-drop ALL "
         "testbed-hub/notebook:abc python - "
         "/home/jovyan/nist/share/demo-notebooks/02-ptt-performance.ipynb "
         "--experiment exp-001 exp-002 --jobs 2"

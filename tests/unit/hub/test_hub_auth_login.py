@@ -47,9 +47,11 @@ async def test_email_identity_gets_mapped_safe_name(client, hub):
     r = await client.get("login", identity="Alice.Smith@Example.org")
     assert redirect(r) == SPAWN
     assert LOGIN_COOKIE in client.session.cookies
-    name = identity_to_username("Alice.Smith@Example.org")
+    # the identifier is normalised first (case folded), then mapped
+    name = identity_to_username("alice.smith@example.org")
     assert name.startswith("alice-smith-example-org-")
     assert await client.whoami("Alice.Smith@Example.org") == name
+    assert await client.whoami("alice.smith@example.org") == name
     assert name in hub_users(hub) and "Alice.Smith@Example.org" not in hub_users(hub)
 
 

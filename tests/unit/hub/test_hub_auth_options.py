@@ -25,6 +25,7 @@ def test_every_own_option_is_configurable_and_documented():
         "max_login_redirects",
         "login_guard_seconds",
         "check_header_on_refresh",
+        "identity_case",
     }
     for name in own:
         assert HeaderAuthenticator.class_traits()[name].help.strip(), name
@@ -49,6 +50,7 @@ def test_defaults_match_the_architecture_contract():
         ("external_login_url", "auth/login", "must be a path starting with '/'"),
         ("logout_redirect_url", "javascript:alert(1)", "must be a path starting with '/'"),
         ("max_login_redirects", 0, "must be 1 or more"),
+        ("identity_case", "lower", "fold"),
     ],
 )
 def test_bad_options_raise_actionable_errors(option, value, message):

@@ -80,6 +80,9 @@ def settings():
             "cpu_limit": 1,
             "start_timeout": 120,
             "http_timeout": 60,
+            "pids_limit": 512,
+            "no_new_privileges": True,
+            "capabilities": [],
             "environment": {
                 "TESTBED_MONGO_URI": "mongodb://host.docker.internal:27017/",
                 "TESTBED_MONGO_DB": "testbed",
@@ -121,9 +124,14 @@ def test_proxy_is_external_on_loopback(settings):
 def test_authenticator_lists_use_mapped_names(settings):
     c = build(settings)
     assert c.JupyterHub.authenticator_class == "testbed_hub.auth.HeaderAuthenticator"
-    alice = identity_to_username("Alice@Example.org")
+    # the lists are normalised like the header: case folded by default
+    alice = identity_to_username("alice@example.org")
+    assert c.HeaderAuthenticator.identity_case == "fold"
     assert c.Authenticator.allowed_users == {"ue-01", alice}
-    assert c.Authenticator.admin_users == {alice}
+    # admins: the admin role's explicit list (authoritative both ways), not admin_users
+    assert "admin_users" not in c.Authenticator
+    assert c.JupyterHub.load_roles[0] == {"name": "admin", "users": [alice]}
+    assert c.Authenticator.allow_existing_users is False
     assert c.Authenticator.allow_all is False
     assert c.HeaderAuthenticator.external_login_url == "/auth/login"
     assert c.HeaderAuthenticator.logout_redirect_url == "/auth/logout"
@@ -171,8 +179,46 @@ def test_spawner_config_is_accepted_by_dockerspawner(settings):
         "/srv/lmr/wavs": {"bind": "/home/jovyan/nist/media", "mode": "ro"},
     }
     assert s.mem_limit == 2 * 1024**3
-    assert s.extra_host_config == {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+    assert s.extra_host_config == {
+        "extra_hosts": {"host.docker.internal": "host-gateway"},
+        "pids_limit": 512,
+        "security_opt": ["no-new-privileges"],
+        "cap_drop": ["ALL"],
+        "cap_add": [],
+    }
     assert s.network_name == "jupyter"
+
+
+def test_confinement_reaches_dockers_host_config(settings):
+    """DockerSpawner hands extra_host_config to docker-py's create_host_config: the
+    keys must be ones it knows, and land as Docker's HostConfig fields."""
+    import docker
+
+    settings["spawner"]["capabilities"] = ["NET_BIND_SERVICE"]
+    extra = build(settings).DockerSpawner.extra_host_config
+    hc = docker.APIClient(version="1.41").create_host_config(**extra)
+    assert hc["PidsLimit"] == 512
+    assert hc["SecurityOpt"] == ["no-new-privileges"]
+    assert hc["CapDrop"] == ["ALL"] and hc["CapAdd"] == ["NET_BIND_SERVICE"]
+    assert hc["ExtraHosts"] == ["host.docker.internal:host-gateway"]
+
+
+def test_no_new_privileges_can_be_switched_off(settings):
+    settings["spawner"]["no_new_privileges"] = False
+    assert build(settings).DockerSpawner.extra_host_config["security_opt"] == []
+
+
+def test_gateway_mode_maps_the_host_to_the_jupyter_gateway_without_probing(settings):
+    """The default: the name resolves to the jupyter network's gateway (where the hub
+    listens and MongoDB must listen), not docker0's as host-gateway does."""
+    settings["spawner"]["host_gateway_mode"] = "gateway"
+    del settings["spawner"]["bridge_interface"]  # not needed in this mode
+    probe = FakeProbe(docker="19.03.15")  # any engine version
+    c = build(settings, probe)
+    assert c.DockerSpawner.extra_host_config["extra_hosts"] == {
+        "host.docker.internal": "172.30.0.1"
+    }
+    assert probe.calls == []
 
 
 @pytest.mark.parametrize(
@@ -181,7 +227,7 @@ def test_spawner_config_is_accepted_by_dockerspawner(settings):
 )
 def test_auto_host_gateway_depends_on_docker_version(settings, docker, expected):
     c = build(settings, FakeProbe(docker=docker))
-    assert c.DockerSpawner.extra_host_config == {"extra_hosts": {"host.docker.internal": expected}}
+    assert c.DockerSpawner.extra_host_config["extra_hosts"] == {"host.docker.internal": expected}
 
 
 def test_forced_netifaces_mode_reads_the_bridge_address_for_real(settings):
@@ -189,9 +235,7 @@ def test_forced_netifaces_mode_reads_the_bridge_address_for_real(settings):
     settings["spawner"]["host_gateway_mode"] = "netifaces"
     settings["spawner"]["bridge_interface"] = "lo"
     c = build(settings, hubconfig.Probe())
-    assert c.DockerSpawner.extra_host_config == {
-        "extra_hosts": {"host.docker.internal": "127.0.0.1"}
-    }
+    assert c.DockerSpawner.extra_host_config["extra_hosts"] == {"host.docker.internal": "127.0.0.1"}
 
 
 def test_netifaces_mode_with_missing_interface_explains(settings):
@@ -222,7 +266,7 @@ def test_culler_service_with_minimal_scopes(settings):
             ],
         }
     ]
-    assert c.JupyterHub.load_roles == [
+    assert c.JupyterHub.load_roles[1:] == [
         {"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]}
     ]
     assert "admin:users" not in CULLER_SCOPES and "admin" not in CULLER_SCOPES
@@ -232,6 +276,48 @@ def test_culler_disabled(settings):
     settings["culler"]["enabled"] = False
     c = build(settings)
     assert c.JupyterHub.services == []
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["admin"]
+
+
+@pytest.mark.parametrize(
+    ("case", "allowed", "admins"),
+    [
+        # fold: the three spellings of alice are one user; NFD and NFC josé are one
+        ("fold", {"alice@x.org", "jos\u00e9@x.org"}, ["alice@x.org"]),
+        ("keep", {"Alice@x.org", "ALICE@x.org", "alice@x.org", "jos\u00e9@x.org"}, ["Alice@x.org"]),
+    ],
+)
+def test_lists_are_normalised_like_the_header(settings, case, allowed, admins):
+    settings["auth"]["identity_case"] = case
+    settings["auth"]["allowed_users"] = [
+        "Alice@x.org",
+        " ALICE@x.org",
+        "alice@x.org ",
+        "jose\u0301@x.org",
+        "jos\u00e9@x.org",
+    ]
+    settings["auth"]["admin_users"] = ["Alice@x.org"]
+    c = build(settings)
+    assert c.HeaderAuthenticator.identity_case == case
+    assert c.Authenticator.allowed_users == {identity_to_username(i) for i in allowed}
+    assert c.JupyterHub.load_roles[0]["users"] == [identity_to_username(i) for i in admins]
+
+
+def test_blocked_admin_is_no_admin(settings):
+    settings["auth"]["blocked_users"] = ["alice@example.org"]
+    c = build(settings)
+    alice = identity_to_username("alice@example.org")
+    assert c.Authenticator.blocked_users == {alice}
+    assert c.JupyterHub.load_roles[0] == {"name": "admin", "users": []}
+
+
+def test_identity_case_is_validated(settings):
+    settings["auth"]["identity_case"] = "lower"
+    with pytest.raises(
+        SettingsError,
+        match=r'jupyterhub_identity_case \(auth.identity_case\) "lower" must be one of fold, keep',
+    ):
+        validate(settings)
 
 
 def test_apply_does_not_mutate_settings(settings):
@@ -277,7 +363,38 @@ def test_settings_round_trip_through_json(settings):
             True,
             "jupyterhub_spawner.cpu_limit (spawner.cpu_limit) must be a number, got a boolean",
         ),
-        (("spawner", "host_gateway_mode"), "magic", "must be one of auto, host-gateway"),
+        (("spawner", "host_gateway_mode"), "magic", "must be one of gateway, auto, host-gateway"),
+        (
+            ("spawner", "pids_limit"),
+            10,
+            "jupyterhub_spawner.pids_limit (spawner.pids_limit) 10 must be 64 to 1048576",
+        ),
+        (
+            ("spawner", "pids_limit"),
+            "512",
+            "jupyterhub_spawner.pids_limit (spawner.pids_limit) must be an integer, got str",
+        ),
+        (
+            ("spawner", "no_new_privileges"),
+            "yes",
+            "jupyterhub_spawner.no_new_privileges (spawner.no_new_privileges) must be true/false",
+        ),
+        (
+            ("spawner", "capabilities"),
+            ["cap_net_raw"],
+            'jupyterhub_spawner.capabilities (spawner.capabilities) ["cap_net_raw"] must be a '
+            "list of capability names",
+        ),
+        (
+            ("spawner", "capabilities"),
+            ["SYS_ADMIN"],
+            "ALL and SYS_ADMIN give a user the station",
+        ),
+        (
+            ("spawner", "capabilities"),
+            "NET_RAW",
+            "jupyterhub_spawner.capabilities (spawner.capabilities) must be a list, got str",
+        ),
         (
             ("spawner", "media_dir"),
             "wavs",

@@ -31,7 +31,12 @@ def test_spawner_gets_the_same_mounts_and_environment(settings):  # noqa: F811
     }
     spec = container.spec(settings, "alice", FakeProbe())
     assert c.DockerSpawner.environment == spec["env"]
-    assert c.DockerSpawner.extra_host_config == {"extra_hosts": spec["etc_hosts"]}
+    assert c.DockerSpawner.extra_host_config == {
+        "extra_hosts": spec["etc_hosts"],
+        **{k: spec[k] for k in ("pids_limit", "security_opt", "cap_drop", "cap_add")},
+    }
+    assert spec["pids_limit"] == 512 and spec["cap_drop"] == ["ALL"]
+    assert spec["security_opt"] == ["no-new-privileges"] and spec["cap_add"] == []
     assert spec["env"]["TESTBED_MEDIA_DIR"] == "/home/jovyan/nist/media"
     assert spec["env"]["TESTBED_MONGO_DB"] == "testbed"
     assert spec["working_dir"] == "/home/jovyan/nist"
@@ -44,6 +49,24 @@ def test_old_docker_maps_the_host_to_the_bridge_address(settings):  # noqa: F811
         "host.docker.internal": "172.30.0.1"
     }
     assert probe.calls == ["docker_version", ("interface_ipv4", "br-jupyter")]
+
+
+def test_gateway_mode_maps_the_host_to_the_hubs_gateway_address(settings):  # noqa: F811
+    settings["spawner"]["host_gateway_mode"] = "gateway"
+    probe = FakeProbe()
+    spec = container.spec(settings, "alice", probe)
+    assert spec["etc_hosts"] == {"host.docker.internal": settings["hub"]["gateway_ip"]}
+    assert probe.calls == []
+
+
+def test_gateway_mode_without_an_address_explains():
+    spawner = {"host_gateway_mode": "gateway", "host_gateway_name": "host.docker.internal"}
+    try:
+        container.extra_hosts(spawner, FakeProbe(), None)
+    except LookupError as e:
+        assert "hub.gateway_ip" in str(e)
+    else:
+        raise AssertionError("no gateway address accepted")
 
 
 def run_cli(*args):
@@ -71,6 +94,7 @@ def test_cli_prints_the_spec(settings, tmp_path):  # noqa: F811
         "read_only": False,
     }
     assert out["etc_hosts"] == {"host.docker.internal": "host-gateway"}
+    assert out["pids_limit"] == 512 and out["cap_drop"] == ["ALL"]
 
 
 def test_cli_refuses_an_identity_instead_of_a_user_name(settings, tmp_path):  # noqa: F811

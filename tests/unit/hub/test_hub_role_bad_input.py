@@ -130,10 +130,13 @@ def test_good_variables_pass_validation_and_change_nothing(tmp_path, good):
         ({"jupyterhub_allow_all": None}, "missing required arguments: jupyterhub_allow_all"),
         (
             {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "pull": "always"}},
-            "jupyterhub_spawner.pull. Supported parameters include: cpu_limit, http_timeout",
+            "jupyterhub_spawner.pull. Supported parameters include: capabilities, cpu_limit, "
+            "http_timeout",
         ),
         ({"jupyterhub_host_gateway_mode": "magic"}, "jupyterhub_host_gateway_mode must be one of"),
         ({"jupyterhub_hub_port": "eighty"}, "jupyterhub_hub_port"),
+        ({"jupyterhub_identity_case": "lower"}, "jupyterhub_identity_case must be one of"),
+        ({"jupyterhub_identity_merge": "perhaps"}, "jupyterhub_identity_merge"),
         # testbed_hub.config on the control node: everything that goes into settings.json
         ({"jupyterhub_notebook_image": " "}, "jupyterhub_notebook_image (spawner.image) is empty"),
         (
@@ -170,6 +173,18 @@ def test_good_variables_pass_validation_and_change_nothing(tmp_path, good):
         (
             {"jupyterhub_culler_timeout": 30},
             "jupyterhub_culler_timeout (culler.timeout) 30 must be 60 seconds or more",
+        ),
+        (
+            {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "pids_limit": 10}},
+            "jupyterhub_spawner.pids_limit (spawner.pids_limit) 10 must be 64 to 1048576",
+        ),
+        (
+            {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "capabilities": ["ALL"]}},
+            "ALL and SYS_ADMIN give a user the station",
+        ),
+        (
+            {"jupyterhub_host_gateway_mode": "docker0"},
+            "jupyterhub_host_gateway_mode must be one of",
         ),
         # tasks/assert.yml: what is not a setting
         ({"jupyterhub_network_subnet": "172.30.0.0"}, 'jupyterhub_network_subnet "172.30.0.0"'),

@@ -238,3 +238,32 @@ def test_cli_check_config(tmp_path, capsys):
     cfg.write_text('{"experiments": 0}')
     assert mongo.main(["--config", str(cfg), "--check-config"]) == 2
     assert "experiments must be an integer" in capsys.readouterr().err
+
+
+def test_listens_on_each_given_address_and_nowhere_else():
+    """The base station's stand-in: loopback and the jupyter gateway, one port, one data
+    set; not every interface (127.0.0.2 stands in for the gateway here)."""
+    import socket
+
+    with MongoStandIn(host=["127.0.0.1", "127.0.0.2"], port=0, experiments=2) as srv:
+        bound = {s._address for s in srv.servers}
+        assert bound == {("127.0.0.1", srv.port), ("127.0.0.2", srv.port)}
+        for address in ("127.0.0.1", "127.0.0.2"):
+            c = pymongo.MongoClient(address, srv.port, serverSelectionTimeoutMS=5000)
+            try:
+                assert c.testbed.experiments.count_documents({}) == 2
+            finally:
+                c.close()
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex(("127.0.0.3", srv.port)) != 0
+
+
+def test_cli_host_list_and_bad_host(tmp_path, capsys):
+    cfg = tmp_path / "mongo.json"
+    cfg.write_text('{"host": ["127.0.0.1", "172.19.0.1"], "port": 27017}')
+    assert mongo.main(["--config", str(cfg), "--check-config"]) == 0
+    capsys.readouterr()
+    cfg.write_text('{"host": []}')
+    assert mongo.main(["--config", str(cfg), "--check-config"]) == 2
+    assert "host must be an address or a non-empty list" in capsys.readouterr().err

@@ -43,6 +43,14 @@ CASES = {
         {"testbed_sim_auth_next_param": "next url"},
         'testbed_sim_auth_next_param ("next url") letters, digits',
     ),
+    "mongo_every_interface": (
+        {"testbed_sim_mongo_addresses": ["127.0.0.1", "0.0.0.0"]},
+        "testbed_sim_mongo_addresses must list IPv4 addresses to listen on",
+    ),
+    "mongo_address_name": (
+        {"testbed_sim_mongo_addresses": ["localhost"]},
+        "testbed_sim_mongo_addresses must list IPv4 addresses",
+    ),
     "state_choice": ({"testbed_sim_service_state": "running"}, "testbed_sim_service_state"),
     "user_key_typo": ({"testbed_sim_auth_users": [{"nam": "alice"}]}, "nam"),
     "defaults": ({}, None),

@@ -324,6 +324,14 @@ def docker_run_options(container: dict[str, Any]) -> list[str]:
         opts += ["--mount", f"type={m['type']},source={m['source']},target={m['target']}{ro}"]
     for name, address in container["etc_hosts"].items():
         opts += ["--add-host", f"{name}:{address}"]
+    if "pids_limit" in container:
+        opts += ["--pids-limit", str(container["pids_limit"])]
+    for opt in container.get("security_opt", []):
+        opts += ["--security-opt", opt]
+    for cap in container.get("cap_drop", []):
+        opts += ["--cap-drop", cap]
+    for cap in container.get("cap_add", []):
+        opts += ["--cap-add", cap]
     return opts
 
 

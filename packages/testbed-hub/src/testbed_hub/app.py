@@ -1,4 +1,4 @@
-"""JupyterHub with additional hub listeners.
+"""JupyterHub with additional hub listeners, and the inventory as the authority on access.
 
 JupyterHub binds its hub API to one address (``hub_bind_url``). On the base station
 the hub must answer on loopback (nginx/CHP side, local tools) and on the gateway
@@ -6,13 +6,28 @@ address of the ``jupyter`` Docker network (notebook servers and services), and o
 nothing else. ``TestbedHub.extra_hub_bind_urls`` adds listeners on the same tornado
 HTTP server; their sockets are bound before the hub starts its services and
 spawners, so nothing that connects early is refused.
+
+Access follows the inventory at every hub start (the playbook restarts the hub when
+the lists change), with JupyterHub's own mechanisms doing the work:
+
+* a user in the hub's database who is no longer allowed (``allow_all`` off and not
+  in ``allowed_users``) is treated like a blocked user for this hub run;
+* for blocked users JupyterHub itself strips admin, roles and groups
+  (``init_blocked_users``) and stops their servers (``init_spawners``);
+  :meth:`TestbedHub.init_blocked_users` adds what it leaves: their API and OAuth
+  tokens are deleted and their ``cookie_id`` is rotated, which ends every browser
+  session at its next request;
+* admin rights follow the explicit user list of the ``admin`` role
+  (``testbed_hub.config``), which JupyterHub applies both ways at start.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from jupyterhub import orm
 from jupyterhub.app import JupyterHub
+from jupyterhub.utils import new_token
 from tornado.netutil import bind_sockets
 from traitlets import List, Unicode, validate
 
@@ -46,6 +61,44 @@ class TestbedHub(JupyterHub):
         for url in proposal["value"]:
             _host_port(url)
         return proposal["value"]
+
+    async def init_users(self):
+        auth = self.authenticator
+        if not auth.allow_all:
+            allowed = {auth.normalize_username(n) for n in auth.allowed_users}
+            gone = {
+                u.name
+                for u in self.db.query(orm.User)
+                if u.name not in allowed and u.name not in auth.blocked_users
+            }
+            if gone:
+                self.log.warning(
+                    "Not in the allowed users any more, blocked until allowed again: %s",
+                    ", ".join(sorted(gone)),
+                )
+                auth.blocked_users = set(auth.blocked_users) | gone
+        await super().init_users()
+
+    async def init_blocked_users(self):
+        await super().init_blocked_users()
+        blocked = self.authenticator.blocked_users
+        if not blocked:
+            return
+        db = self.db
+        for user in db.query(orm.User).filter(orm.User.name.in_(blocked)):
+            tokens = list(user.api_tokens)
+            codes = db.query(orm.OAuthCode).filter_by(user_id=user.id).all()
+            for row in tokens + codes:
+                db.delete(row)
+            user.cookie_id = new_token()
+            self.log.warning(
+                "Blocked user %s: %d API/OAuth tokens and %d OAuth codes revoked, "
+                "browser sessions ended",
+                user.name,
+                len(tokens),
+                len(codes),
+            )
+        db.commit()
 
     async def start(self):
         sockets = []

@@ -6,9 +6,11 @@ the identity and secret headers, and forwards the request with
 The hub's port is also reachable from the notebook containers, so the identity
 header is believed only together with the secret (constant-time comparison).
 
-Testbed identifiers (e-mail addresses, mixed case, odd characters) are mapped to
-JupyterHub user names that are valid container/volume names and never collide:
-see :func:`identity_to_username`.
+Testbed identifiers (e-mail addresses, mixed case, odd characters) are first
+brought to one canonical form wherever they enter the hub (the header, the
+allowed/admin/blocked lists): see :func:`normalize_identity`. The canonical form is
+then mapped to a JupyterHub user name that is a valid container/volume name and
+never collides: see :func:`identity_to_username`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,19 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
 from tornado import web
-from traitlets import Bool, Integer, Unicode, default, validate
+from traitlets import Bool, Enum, Integer, Unicode, default, validate
+
+from testbed_hub.identity import IDENTITY_CASES, normalize_identity, repair_header_text
+
+__all__ = [
+    "IDENTITY_CASES",
+    "HeaderAuthenticator",
+    "docker_escape",
+    "identity_to_username",
+    "normalize_identity",
+    "repair_header_text",
+    "username_for",
+]
 
 #: JupyterHub user names produced by this module (and the only ones the hub
 #: accepts, via ``Authenticator.username_pattern``): lower-case letters, digits
@@ -39,6 +53,11 @@ _UNSAFE_RUN_RE = re.compile(r"[^a-z0-9]+")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]+$")
 
 LOGIN_GUARD_COOKIE = "testbed-hub-login-attempts"
+
+
+def username_for(raw: str, *, fold_case: bool, header: bool = False) -> str:
+    """Hub user name of a testbed identifier: normalised, then mapped."""
+    return identity_to_username(normalize_identity(raw, fold_case=fold_case, header=header))
 
 
 def identity_to_username(identity: str) -> str:
@@ -89,6 +108,7 @@ class HeaderLoginHandler(BaseHandler):
         if identity is None:
             self._redirect_to_external_login()
             return
+        # identity_from_request returns the canonical form (normalize_identity)
         username = authenticator.normalize_username(identity_to_username(identity))
         previous = self.get_current_user_cookie()
         if previous is not None and previous.name != username:
@@ -218,6 +238,27 @@ class HeaderAuthenticator(Authenticator):
         "auth_refresh_age seconds) and end the session when the identity changed.",
     )
 
+    identity_case = Enum(
+        list(IDENTITY_CASES),
+        "fold",
+        config=True,
+        help="'fold': testbed identifiers that differ only in letter case are one hub "
+        "user (Alice@x and alice@x); 'keep': the testbed's identifiers are case-sensitive. "
+        "Applies to the header and to the allowed/admin/blocked lists alike.",
+    )
+
+    @property
+    def fold_case(self) -> bool:
+        return self.identity_case == "fold"
+
+    def canonical_identity(self, identity: str) -> str:
+        """The canonical form of an identifier taken from the request header."""
+        return normalize_identity(identity, fold_case=self.fold_case, header=True)
+
+    def username_for(self, identity: str) -> str:
+        """Hub user name of an identifier from the request header."""
+        return identity_to_username(self.canonical_identity(identity))
+
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self):
         # 0 disables refresh in JupyterHub; 1 s is the shortest interval it supports.
@@ -334,8 +375,11 @@ class HeaderAuthenticator(Authenticator):
                 self.secret_header,
             )
             return None
-        identity = request.headers.get(self.user_header, "").strip()
-        return identity or None
+        raw = request.headers.get(self.user_header, "")
+        try:
+            return self.canonical_identity(raw)
+        except ValueError:
+            return None
 
     async def authenticate(self, handler, data=None):
         identity = self.identity_from_request(handler.request)
@@ -343,7 +387,22 @@ class HeaderAuthenticator(Authenticator):
             return None
         return {"name": identity_to_username(identity), "user_info": {"testbed_id": identity}}
 
+    def may_use_hub(self, name: str) -> bool:
+        """Whether the hub user ``name`` passes today's blocked and allowed lists.
+
+        The lists come from the inventory at each hub start (``allow_existing_users``
+        is off), so this is the inventory's answer, not the database's.
+        """
+        if not self.check_blocked_users(name):
+            return False
+        return bool(self.allow_all or self.check_allowed(name))
+
     async def refresh_user(self, user, handler=None):
+        if not self.may_use_hub(user.name):
+            # Removed from the allowed users or blocked: a browser session ends at its
+            # next request; API tokens were revoked at hub start (testbed_hub.access).
+            self.log.warning("User %s is no longer allowed: session refused", user.name)
+            return False
         if handler is None or not self.check_header_on_refresh:
             return True
         if getattr(handler, "_token_authenticated", False):

@@ -25,8 +25,12 @@ from typing import Any
 
 from testbed_hub import container
 from testbed_hub.container import HOST_GATEWAY_MIN_DOCKER, Probe, parse_version  # noqa: F401
+from testbed_hub.identity import IDENTITY_CASES
 
-HOST_GATEWAY_MODES = ("auto", "host-gateway", "netifaces")
+HOST_GATEWAY_MODES = ("gateway", "auto", "host-gateway", "netifaces")
+#: Modes that read the bridge interface's address (netifaces).
+BRIDGE_MODES = ("auto", "netifaces")
+CAPABILITY_RE = re.compile(r"^[A-Z][A-Z_]*$")
 SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$")
 DOCKER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -70,6 +74,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "allowed_users": list,
         "admin_users": list,
         "blocked_users": list,
+        "identity_case": str,
     },
     "spawner": {
         "image": str,
@@ -85,6 +90,9 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cpu_limit": (int, float),
         "start_timeout": int,
         "http_timeout": int,
+        "pids_limit": int,
+        "no_new_privileges": bool,
+        "capabilities": list,
         "environment": dict,
     },
     "culler": {
@@ -94,7 +102,12 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "python": str,
     },
 }
-_OPTIONAL = {("hub", "db_url"), ("hub", "log_level"), ("spawner", "bridge_interface")}
+_OPTIONAL = {
+    ("hub", "db_url"),
+    ("hub", "log_level"),
+    ("spawner", "bridge_interface"),
+    ("auth", "identity_case"),
+}
 
 #: The jupyterhub role variable each setting is written from (roles/jupyterhub/vars/main.yml
 #: builds settings.json as ``__jupyterhub_settings``); messages name it. Settings the role
@@ -118,6 +131,7 @@ VARIABLES = {
     "auth.allowed_users": "jupyterhub_allowed_users",
     "auth.admin_users": "jupyterhub_admin_users",
     "auth.blocked_users": "jupyterhub_blocked_users",
+    "auth.identity_case": "jupyterhub_identity_case",
     "spawner.image": "jupyterhub_notebook_image",
     "spawner.network": "jupyterhub_network_name",
     "spawner.bridge_interface": "jupyterhub_network_bridge",
@@ -131,6 +145,9 @@ VARIABLES = {
     "spawner.cpu_limit": "jupyterhub_spawner.cpu_limit",
     "spawner.start_timeout": "jupyterhub_spawner.start_timeout",
     "spawner.http_timeout": "jupyterhub_spawner.http_timeout",
+    "spawner.pids_limit": "jupyterhub_spawner.pids_limit",
+    "spawner.no_new_privileges": "jupyterhub_spawner.no_new_privileges",
+    "spawner.capabilities": "jupyterhub_spawner.capabilities",
     "spawner.environment": "jupyterhub_mongo",
     "culler.enabled": "jupyterhub_culler_enabled",
     "culler.timeout": "jupyterhub_culler_timeout",
@@ -272,6 +289,11 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
     for key in ("allowed_users", "admin_users", "blocked_users"):
         if not all(isinstance(x, str) and x.strip() for x in auth[key]):
             problems.append(f"{n('auth', key)} must be a list of non-empty testbed identifiers")
+    case = auth.get("identity_case", "fold")
+    if case not in IDENTITY_CASES:
+        problems.append(
+            f"{n('auth', 'identity_case')} {_q(case)} must be one of {', '.join(IDENTITY_CASES)}"
+        )
     if not auth["allow_all"] and not auth["allowed_users"]:
         problems.append(
             f"{n('auth', 'allow_all')} is false and {n('auth', 'allowed_users')} is empty: "
@@ -311,7 +333,7 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
             f"{n('spawner', 'host_gateway_mode')} {_q(spawner['host_gateway_mode'])} must be "
             f"one of {', '.join(HOST_GATEWAY_MODES)}"
         )
-    elif spawner["host_gateway_mode"] != "host-gateway" and not spawner.get("bridge_interface"):
+    elif spawner["host_gateway_mode"] in BRIDGE_MODES and not spawner.get("bridge_interface"):
         problems.append(
             f"{n('spawner', 'bridge_interface')} is required with host_gateway_mode "
             f"{_q(spawner['host_gateway_mode'])} (the jupyter network's bridge, e.g. 'br-jupyter')"
@@ -339,6 +361,24 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
     for key in ("start_timeout", "http_timeout"):
         if spawner[key] < 1:
             problems.append(f"{n('spawner', key)} {spawner[key]} must be 1 second or more")
+    if not 64 <= spawner["pids_limit"] <= 1048576:
+        problems.append(
+            f"{n('spawner', 'pids_limit')} {spawner['pids_limit']} must be 64 to 1048576 "
+            "processes and threads per server (JupyterLab, its kernels and their threads "
+            "need about 100; 512 is the default)"
+        )
+    caps = spawner["capabilities"]
+    if not all(isinstance(x, str) and CAPABILITY_RE.match(x) for x in caps):
+        problems.append(
+            f"{n('spawner', 'capabilities')} {_q(caps)} must be a list of capability names "
+            "without the CAP_ prefix, e.g. ['NET_BIND_SERVICE'] ([] = none: the server runs "
+            "as uid 1000 and needs none)"
+        )
+    elif "ALL" in caps or "SYS_ADMIN" in caps:
+        problems.append(
+            f"{n('spawner', 'capabilities')} {_q(caps)}: ALL and SYS_ADMIN give a user "
+            "the station; name the single capabilities a notebook needs"
+        )
     for name, value in spawner["environment"].items():
         if not ENV_NAME_RE.match(name) or not isinstance(value, str):
             problems.append(
@@ -407,18 +447,33 @@ def apply(
     c.ConfigurableHTTPProxy.auth_token = read_secret(proxy["auth_token_file"], "proxy auth token")
 
     # -- authenticator ------------------------------------------------------
-    from testbed_hub.auth import docker_escape, identity_to_username
+    from testbed_hub.auth import docker_escape, username_for
 
+    fold = auth.get("identity_case", "fold") == "fold"
+
+    def names(key: str) -> set[str]:
+        # the same normalisation as the header (testbed_hub.auth.normalize_identity)
+        return {username_for(u, fold_case=fold) for u in auth[key]}
+
+    blocked = names("blocked_users")
+    admins = names("admin_users") - blocked
     c.JupyterHub.authenticator_class = "testbed_hub.auth.HeaderAuthenticator"
+    c.HeaderAuthenticator.identity_case = "fold" if fold else "keep"
     c.HeaderAuthenticator.user_header = auth["user_header"]
     c.HeaderAuthenticator.secret_header = auth["secret_header"]
     c.HeaderAuthenticator.secret_file = auth["secret_file"]
     c.HeaderAuthenticator.external_login_url = auth["login_url"]
     c.HeaderAuthenticator.logout_redirect_url = auth["logout_url"]
     c.Authenticator.allow_all = auth["allow_all"]
-    c.Authenticator.allowed_users = {identity_to_username(u) for u in auth["allowed_users"]}
-    c.Authenticator.admin_users = {identity_to_username(u) for u in auth["admin_users"]}
-    c.Authenticator.blocked_users = {identity_to_username(u) for u in auth["blocked_users"]}
+    # The inventory is authoritative: who may log in is today's allowed list (plus the
+    # admins), not everyone who is in the hub's database from earlier runs.
+    c.Authenticator.allow_existing_users = False
+    c.Authenticator.allowed_users = names("allowed_users") | admins
+    c.Authenticator.blocked_users = blocked
+    # Admin rights follow the list both ways: JupyterHub's own authoritative form is
+    # the admin role with an explicit user list (Authenticator.admin_users only grants;
+    # JupyterHub asks not to combine the two). A blocked admin is no admin.
+    admin_role = {"name": "admin", "users": sorted(admins)}
 
     # -- spawner ------------------------------------------------------------
     nb = spawner["notebook_dir"].rstrip("/")
@@ -431,7 +486,7 @@ def apply(
     c.DockerSpawner.use_internal_ip = True
     c.DockerSpawner.notebook_dir = nb
     c.DockerSpawner.volumes = container.dockerspawner_volumes(spawner)
-    c.DockerSpawner.extra_host_config = {"extra_hosts": container.extra_hosts(spawner, probe)}
+    c.DockerSpawner.extra_host_config = container.host_config(spawner, probe, hub["gateway_ip"])
     c.DockerSpawner.mem_limit = spawner["mem_limit"]
     c.DockerSpawner.cpu_limit = float(spawner["cpu_limit"])
     c.DockerSpawner.start_timeout = spawner["start_timeout"]
@@ -441,7 +496,8 @@ def apply(
     # -- idle culler --------------------------------------------------------
     if culler["enabled"]:
         c.JupyterHub.load_roles = [
-            {"name": "idle-culler", "scopes": list(CULLER_SCOPES), "services": ["idle-culler"]}
+            admin_role,
+            {"name": "idle-culler", "scopes": list(CULLER_SCOPES), "services": ["idle-culler"]},
         ]
         c.JupyterHub.services = [
             {
@@ -456,7 +512,7 @@ def apply(
             }
         ]
     else:
-        c.JupyterHub.load_roles = []
+        c.JupyterHub.load_roles = [admin_role]
         c.JupyterHub.services = []
 
 

@@ -10,7 +10,9 @@ playbook and the bench ask the station's hub virtualenv::
      "working_dir": "/home/jovyan/nist", "env": {...},
      "mounts": [{"type": "volume", "source": "jupyterhub-user-alice",
                  "target": "/home/jovyan/nist", "read_only": false}, ...],
-     "etc_hosts": {"host.docker.internal": "host-gateway"}}
+     "etc_hosts": {"host.docker.internal": "172.19.0.1"},
+     "pids_limit": 512, "security_opt": ["no-new-privileges"],
+     "cap_drop": ["ALL"], "cap_add": []}
 
 Input: the ``spawner`` section of ``/etc/jupyterhub/settings.json`` (written by
 the jupyterhub role).
@@ -106,13 +108,27 @@ def environment(spawner: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def resolve_host_gateway(spawner: Mapping[str, Any], probe: Probe) -> str:
+def resolve_host_gateway(
+    spawner: Mapping[str, Any], probe: Probe, gateway_ip: str | None = None
+) -> str:
     """What ``host_gateway_name`` maps to in the containers' /etc/hosts.
 
-    ``host-gateway`` (Docker >= 20.10 resolves it to the host) or the IPv4 address of
-    the jupyter network's bridge interface, read with netifaces (older Docker).
+    ``gateway`` (the default): ``gateway_ip``, the jupyter network's gateway address,
+    which the hub already listens on; the one address a firewall keyed on the
+    jupyter bridge describes, and where the station's MongoDB must listen.
+    ``host-gateway``: Docker >= 20.10 resolves it, to the *default* bridge's gateway
+    (docker0), not the jupyter network's. ``netifaces``: the IPv4 address of the
+    jupyter network's bridge interface read on the host (older Docker). ``auto``:
+    ``host-gateway`` or ``netifaces`` by the engine version.
     """
     mode = spawner["host_gateway_mode"]
+    if mode == "gateway":
+        if not gateway_ip:
+            raise LookupError(
+                "host_gateway_mode 'gateway' needs the jupyter network's gateway address "
+                "(hub.gateway_ip in settings.json); run the jupyterhub role"
+            )
+        return gateway_ip
     if mode == "auto":
         version = probe.docker_version()
         mode = "host-gateway" if version[:2] >= HOST_GATEWAY_MIN_DOCKER else "netifaces"
@@ -121,15 +137,38 @@ def resolve_host_gateway(spawner: Mapping[str, Any], probe: Probe) -> str:
     return probe.interface_ipv4(spawner["bridge_interface"])
 
 
-def extra_hosts(spawner: Mapping[str, Any], probe: Probe) -> dict[str, str]:
+def extra_hosts(
+    spawner: Mapping[str, Any], probe: Probe, gateway_ip: str | None = None
+) -> dict[str, str]:
     """``{host_gateway_name: address}`` for the containers' /etc/hosts."""
-    return {spawner["host_gateway_name"]: resolve_host_gateway(spawner, probe)}
+    return {spawner["host_gateway_name"]: resolve_host_gateway(spawner, probe, gateway_ip)}
+
+
+def confinement(spawner: Mapping[str, Any]) -> dict[str, Any]:
+    """What one user's container may do to the station: a process (task) limit, no
+    privilege gain through setuid binaries, and only the listed capabilities (the
+    server runs as uid 1000 under tini and needs none). Docker's ``HostConfig``
+    field names (``docker run --pids-limit --security-opt --cap-drop --cap-add``)."""
+    return {
+        "pids_limit": int(spawner["pids_limit"]),
+        "security_opt": ["no-new-privileges"] if spawner["no_new_privileges"] else [],
+        "cap_drop": ["ALL"],
+        "cap_add": [str(c) for c in spawner["capabilities"]],
+    }
+
+
+def host_config(
+    spawner: Mapping[str, Any], probe: Probe, gateway_ip: str | None = None
+) -> dict[str, Any]:
+    """``DockerSpawner.extra_host_config``: the host mapping and :func:`confinement`."""
+    return {"extra_hosts": extra_hosts(spawner, probe, gateway_ip), **confinement(spawner)}
 
 
 def spec(settings: Mapping[str, Any], username: str, probe: Probe | None = None) -> dict:
     """Everything ``docker run`` needs to start the user's notebook container, as JSON
     types: ``image``, ``network``, ``working_dir``, ``env``, ``mounts`` (list of
-    :class:`Mount` as dicts) and ``etc_hosts``."""
+    :class:`Mount` as dicts), ``etc_hosts`` and the :func:`confinement` fields
+    (``pids_limit``, ``security_opt``, ``cap_drop``, ``cap_add``)."""
     spawner = settings["spawner"]
     return {
         "image": spawner["image"],
@@ -137,5 +176,6 @@ def spec(settings: Mapping[str, Any], username: str, probe: Probe | None = None)
         "working_dir": notebook_dir(spawner),
         "env": environment(spawner),
         "mounts": [asdict(m) for m in mounts(spawner, username)],
-        "etc_hosts": extra_hosts(spawner, probe or Probe()),
+        "etc_hosts": extra_hosts(spawner, probe or Probe(), settings["hub"]["gateway_ip"]),
+        **confinement(spawner),
     }

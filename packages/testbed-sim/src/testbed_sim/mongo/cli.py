@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed_sim import seed as seed_mod
+from testbed_sim.jsonconfig import read_json_object
 from testbed_sim.mongo.server import MongoStandIn
 
 # The package's logger name, as before the split into modules.
@@ -24,14 +25,7 @@ CONFIG_KEYS = {"host", "port", "database", "seed", "experiments", "users", "user
 def load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config file {path} must hold a JSON object")
+    cfg = read_json_object(path)
     unknown = set(cfg) - CONFIG_KEYS
     if unknown:
         raise ValueError(
@@ -64,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="MongoDB wire-protocol stand-in serving the testbed seed data.",
     )
     p.add_argument("--config", type=Path, help=f"JSON config file (keys: {sorted(CONFIG_KEYS)})")
-    p.add_argument("--host", help="listen address (default 0.0.0.0)")
+    p.add_argument(
+        "--host",
+        action="append",
+        help="listen address, repeat for several (default 127.0.0.1); the config's "
+        '"host" is one address or a list',
+    )
     p.add_argument("--port", type=int, help="listen port (default 27017)")
     p.add_argument("--database", help="database name (default testbed)")
     p.add_argument("--seed", type=int, help="seed for the generated data")
@@ -85,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("host", "port", "database", "seed", "experiments"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
+        hosts = cfg.get("host", "127.0.0.1")
+        hosts = [hosts] if isinstance(hosts, str) else hosts
+        if (
+            not isinstance(hosts, list)
+            or not hosts
+            or not all(isinstance(h, str) and h for h in hosts)
+        ):
+            raise ValueError(f"host must be an address or a non-empty list of them, got {hosts!r}")
         port = cfg.get("port", 27017)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: ok ({len(users)} users)")
             return 0
         server = MongoStandIn(
-            host=str(cfg.get("host", "0.0.0.0")),  # noqa: S104
+            host=hosts,
             port=port,
             database=str(cfg.get("database", seed_mod.DATABASE)),
             seed=int(cfg.get("seed", seed_mod.DEFAULT_SEED)),
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.get("database", seed_mod.DATABASE),
         len(data.experiments) if data else 0,
         len(data.ptt_events) if data else 0,
-        cfg.get("host", "0.0.0.0"),  # noqa: S104
+        " and ".join(hosts),
         server.port,
         ", SCRAM-SHA-256 auth" if server.dispatcher.auth_enabled else "",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import mockupdb
 import mongomock
@@ -14,11 +14,15 @@ from testbed_sim.seed import DATABASE, DEFAULT_EXPERIMENTS, DEFAULT_SEED
 
 
 class MongoStandIn:
-    """A running wire-protocol server. Use as a context manager or call start/stop."""
+    """A running wire-protocol server. Use as a context manager or call start/stop.
+
+    ``host`` is one listen address or several (the base station: loopback and the
+    jupyter network's gateway, nothing else); all share the port and the data.
+    """
 
     def __init__(
         self,
-        host: str = "0.0.0.0",  # noqa: S104 - published like the testbed's container port
+        host: str | Sequence[str] = "127.0.0.1",
         port: int = 27017,
         database: str = DATABASE,
         seed: int | None = DEFAULT_SEED,
@@ -30,16 +34,33 @@ class MongoStandIn:
         if seed is not None:
             self.data = load_seed(self.client, database, seed, experiments)
         self.dispatcher = CommandDispatcher(self.client, users=users)
-        self.server = mockupdb.MockupDB(port=port, request_timeout=int(1e6))
-        # MockupDB binds "localhost"; publish on the requested address instead.
-        self.server._address = (host, port)
-        self.server.autoresponds(self.dispatcher.handle_request)
+        self.hosts = [host] if isinstance(host, str) else [str(h) for h in host]
+        if not self.hosts:
+            raise ValueError("host: give at least one listen address")
+        self.servers = []
+        for h in self.hosts:
+            server = mockupdb.MockupDB(port=port, request_timeout=int(1e6))
+            # MockupDB binds "localhost"; listen on the requested address instead.
+            server._address = (h, port)
+            server.autoresponds(self.dispatcher.handle_request)
+            self.servers.append(server)
+        self.server = self.servers[0]
 
     def start(self) -> int:
-        return self.server.run()
+        port = self.server.run()
+        try:
+            for h, server in zip(self.hosts[1:], self.servers[1:], strict=True):
+                server._address = (h, port)  # port 0 (tests): the one the first got
+                server.run()
+        except OSError:
+            self.stop()
+            raise
+        return port
 
     def stop(self) -> None:
-        self.server.stop()
+        for server in self.servers:
+            if getattr(server, "_listening_sock", None) is not None:
+                server.stop()
 
     @property
     def port(self) -> int:

@@ -1,0 +1,235 @@
+"""Role notebook_egress without Docker: bad variables are refused naming the variable
+(check mode, nothing touched), and the rule set it renders says what it should."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+ROLE = ROOT / "roles" / "notebook_egress"
+HUB = [{"address": "172.19.0.1", "port": 8081}]
+DB = [{"address": "172.19.0.1", "port": 27017}]
+
+CASES = {
+    "defaults_with_hub": ({"notebook_egress_hub": HUB}, None),
+    "disabled_without_hub": ({"notebook_egress_enabled": False}, None),
+    "no_hub": ({}, "notebook_egress_hub is empty"),
+    "host_name": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_database": [{"address": "mongo.lab", "port": 27017}],
+        },
+        "notebook_egress_database item",
+    ),
+    "host_name_hint": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_database": [{"address": "mongo.lab", "port": 27017}],
+        },
+        "site.yml derives notebook_egress_database from jupyterhub_mongo.uri",
+    ),
+    "port_range": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_allow": [{"address": "10.1.2.3", "port": 70000}],
+        },
+        "notebook_egress_allow item",
+    ),
+    "bad_cidr": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_allow": [{"address": "10.1.2.0/40", "port": 443}],
+        },
+        "needs an IPv4/IPv6 address or a network in CIDR notation",
+    ),
+    "comment_quote": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_allow": [{"address": "10.1.2.3", "port": 443, "comment": 'a "b"'}],
+        },
+        "without double quotes",
+    ),
+    "protocol": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_allow": [{"address": "10.1.2.3", "port": 53, "protocol": "icmp"}],
+        },
+        "protocol",
+    ),
+    "unknown_key": (
+        {"notebook_egress_hub": [{"address": "172.19.0.1", "prot": 8081}]},
+        "prot",
+    ),
+    "bridge": (
+        {"notebook_egress_hub": HUB, "notebook_egress_bridge": "br jupyter"},
+        "notebook_egress_bridge",
+    ),
+    "enabled_type": (
+        {"notebook_egress_hub": HUB, "notebook_egress_enabled": "maybe"},
+        "notebook_egress_enabled",
+    ),
+}
+
+OK_FACT = "{{ results | combine({'CASE': 'ok'}) }}"
+FAIL_FACT = (
+    "{{ results | combine({'CASE': ([ansible_failed_result.msg | default('')] + "
+    "(ansible_failed_result.results | default([]) | map(attribute='msg', default='') | list))"
+    " | join(' ')}) }}"
+)
+RENDER_VARS = {
+    "notebook_egress_bridge": "br-jupyter",
+    "notebook_egress_hub": HUB,
+    "notebook_egress_database": DB,
+    "notebook_egress_allow": [
+        {"address": "10.1.2.0/24", "port": 443, "comment": "pip mirror"},
+        {"address": "fd00::53", "port": 53, "protocol": "udp"},
+    ],
+    "notebook_egress_rules_file": "/etc/testbed-hub/notebook-egress.nft",
+}
+
+
+def ansible(play: list, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    path = tmp / "play.yml"
+    path.write_text(json.dumps(play))
+    exe = BIN / "ansible-playbook"
+    assert exe.exists(), "ansible-playbook must be next to the test interpreter (make venv)"
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    return subprocess.run(
+        [str(exe), "-i", "localhost,", *args, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One check-mode run: each case includes the role (validation only: the tasks that
+    would change the host are skipped by tag) in a block whose rescue records the error."""
+    tmp = tmp_path_factory.mktemp("egress-inputs")
+    out = tmp / "results.json"
+    tasks = []
+    for name, (extra, _msg) in CASES.items():
+        tasks.append(
+            {
+                "name": f"case {name}",
+                "block": [
+                    {"ansible.builtin.include_role": {"name": "notebook_egress"}, "vars": extra},
+                    {"ansible.builtin.set_fact": {"results": OK_FACT.replace("CASE", name)}},
+                ],
+                "rescue": [
+                    {"ansible.builtin.set_fact": {"results": FAIL_FACT.replace("CASE", name)}}
+                ],
+            }
+        )
+    tasks.append(
+        {
+            "ansible.builtin.copy": {
+                "content": "{{ results | to_json }}",
+                "dest": str(out),
+                "mode": "0644",
+            },
+            "check_mode": False,
+        }
+    )
+    play = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": True,
+            "vars": {"results": {}, "ansible_python_interpreter": sys.executable},
+            "tasks": tasks,
+        }
+    ]
+    res = ansible(play, tmp, "--check", "--skip-tags", "notebook_egress_config")
+    assert res.returncode == 0 and out.exists(), res.stdout + res.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][1]])
+def test_bad_input_is_refused_naming_the_variable(results, case):
+    got = " ".join(results[case].split())
+    assert got != "ok"
+    assert CASES[case][1] in got, got
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not CASES[c][1]])
+def test_good_input_passes(results, case):
+    assert results[case] == "ok"
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("egress-render")
+    out = tmp / "egress.nft"
+    play = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "vars" / "main.yml")],
+            "vars": {**RENDER_VARS, "ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates/etc/testbed-hub/notebook-egress.nft.j2"),
+                        "dest": str(out),
+                        "mode": "0644",
+                    }
+                }
+            ],
+        }
+    ]
+    res = ansible(play, tmp)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return out.read_text()
+
+
+def chain(text: str, name: str) -> list[str]:
+    body = re.search(rf"chain {name} \{{\n(.*?)\n\t\}}", text, re.S)
+    assert body, text
+    return [line.strip() for line in body.group(1).splitlines() if line.strip()]
+
+
+def test_rules_replace_only_their_own_table(rules):
+    lines = [x for x in rules.splitlines() if x and not x.startswith("#")]
+    assert lines[:3] == [
+        "table inet testbed_egress",
+        "delete table inet testbed_egress",
+        "table inet testbed_egress {",
+    ]
+    assert "flush ruleset" not in rules
+    assert re.findall(r"^(?:delete )?table (\S+ \S+)", rules, re.M) == ["inet testbed_egress"] * 3
+
+
+@pytest.mark.parametrize("hook", ["input", "forward"])
+def test_each_chain_allows_the_endpoints_and_refuses_the_rest(rules, hook):
+    assert chain(rules, hook) == [
+        f"type filter hook {hook} priority -10; policy accept;",
+        'iifname != "br-jupyter" accept',
+        "ct state established,related accept",
+        'ip daddr 172.19.0.1 tcp dport 8081 accept comment "hub"',
+        'ip daddr 172.19.0.1 tcp dport 27017 accept comment "database"',
+        'ip daddr 10.1.2.0/24 tcp dport 443 accept comment "allow: pip mirror"',
+        'ip6 daddr fd00::53 udp dport 53 accept comment "allow"',
+        "meta l4proto tcp counter name refused reject with tcp reset",
+        "counter name refused reject with icmpx type admin-prohibited",
+    ]
