@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from testbed_devtools.roletest import ansible_playbook, validation_results
+
 ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 ROLE = ROOT / "roles" / "notebook_egress"
 HUB = [{"address": "172.19.0.1", "port": 8081}]
 DB = [{"address": "172.19.0.1", "port": 27017}]
@@ -78,12 +76,6 @@ CASES = {
     ),
 }
 
-OK_FACT = "{{ results | combine({'CASE': 'ok'}) }}"
-FAIL_FACT = (
-    "{{ results | combine({'CASE': ([ansible_failed_result.msg | default('')] + "
-    "(ansible_failed_result.results | default([]) | map(attribute='msg', default='') | list))"
-    " | join(' ')}) }}"
-)
 RENDER_VARS = {
     "notebook_egress_bridge": "br-jupyter",
     "notebook_egress_hub": HUB,
@@ -96,72 +88,17 @@ RENDER_VARS = {
 }
 
 
-def ansible(play: list, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    path = tmp / "play.yml"
-    path.write_text(json.dumps(play))
-    exe = BIN / "ansible-playbook"
-    assert exe.exists(), "ansible-playbook must be next to the test interpreter (make venv)"
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(exe), "-i", "localhost,", *args, str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """One check-mode run: each case includes the role (validation only: the tasks that
     would change the host are skipped by tag) in a block whose rescue records the error."""
-    tmp = tmp_path_factory.mktemp("egress-inputs")
-    out = tmp / "results.json"
-    tasks = []
-    for name, (extra, _msg) in CASES.items():
-        tasks.append(
-            {
-                "name": f"case {name}",
-                "block": [
-                    {"ansible.builtin.include_role": {"name": "notebook_egress"}, "vars": extra},
-                    {"ansible.builtin.set_fact": {"results": OK_FACT.replace("CASE", name)}},
-                ],
-                "rescue": [
-                    {"ansible.builtin.set_fact": {"results": FAIL_FACT.replace("CASE", name)}}
-                ],
-            }
-        )
-    tasks.append(
-        {
-            "ansible.builtin.copy": {
-                "content": "{{ results | to_json }}",
-                "dest": str(out),
-                "mode": "0644",
-            },
-            "check_mode": False,
-        }
+    return validation_results(
+        "notebook_egress",
+        CASES,
+        tmp_path_factory.mktemp("egress-inputs"),
+        "--skip-tags",
+        "notebook_egress_config",
     )
-    play = [
-        {
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": True,
-            "vars": {"results": {}, "ansible_python_interpreter": sys.executable},
-            "tasks": tasks,
-        }
-    ]
-    res = ansible(play, tmp, "--check", "--skip-tags", "notebook_egress_config")
-    assert res.returncode == 0 and out.exists(), res.stdout + res.stderr
-    return json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if CASES[c][1]])
@@ -198,7 +135,7 @@ def rules(tmp_path_factory):
             ],
         }
     ]
-    res = ansible(play, tmp)
+    res = ansible_playbook(play, tmp)
     assert res.returncode == 0, res.stdout + res.stderr
     return out.read_text()
 

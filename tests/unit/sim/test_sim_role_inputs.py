@@ -7,16 +7,10 @@ role in a block whose rescue records the failure message.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
+from testbed_devtools.roletest import validation_results
+
 SKIP = "testbed_sim_install,testbed_sim_config,testbed_sim_media,testbed_sim_service"
 
 CASES = {
@@ -57,84 +51,17 @@ CASES = {
 }
 
 
-OK_FACT = "{{ results | combine({'CASE': 'ok'}) }}"
-# A looped assert fails with "One or more items failed"; the text is in the items.
-FAIL_FACT = (
-    "{{ results | combine({'CASE': ([ansible_failed_result.msg | default('')] + "
-    "(ansible_failed_result.results | default([]) | map(attribute='msg', default='') | list))"
-    " | join(' ')}) }}"
-)
-
-
-def playbook(out: Path) -> list:
-    tasks = []
-    for name, (extra, _msg) in CASES.items():
-        tasks.append(
-            {
-                "name": f"case {name}",
-                "block": [
-                    {"ansible.builtin.include_role": {"name": "testbed_sim"}, "vars": extra},
-                    {"ansible.builtin.set_fact": {"results": OK_FACT.replace("CASE", name)}},
-                ],
-                "rescue": [
-                    {"ansible.builtin.set_fact": {"results": FAIL_FACT.replace("CASE", name)}}
-                ],
-            }
-        )
-    tasks.append(
-        {
-            "ansible.builtin.copy": {
-                "content": "{{ results | to_json }}",
-                "dest": str(out),
-                "mode": "0644",
-            },
-            "check_mode": False,
-        }
-    )
-    return [
-        {
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": True,
-            "vars": {
-                "results": {},
-                "ansible_python_interpreter": sys.executable,
-                # required; the validation does not read it (playbooks/artifacts.yml builds it)
-                "testbed_sim_wheel": "/nonexistent/testbed_sim-0.2.0-py3-none-any.whl",
-            },
-            "tasks": tasks,
-        }
-    ]
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("role-inputs")
-    out = tmp / "results.json"
-    play = tmp / "play.yml"
-    play.write_text(json.dumps(playbook(out)))
-    exe = BIN / "ansible-playbook"
-    if not exe.exists():
-        pytest.skip("needs ansible-playbook next to the test interpreter")
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    res = subprocess.run(
-        [str(exe), "-i", "localhost,", "--check", "--skip-tags", SKIP, str(play)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
+    return validation_results(
+        "testbed_sim",
+        CASES,
+        tmp_path_factory.mktemp("role-inputs"),
+        "--skip-tags",
+        SKIP,
+        # required; the validation does not read it (playbooks/artifacts.yml builds it)
+        play_vars={"testbed_sim_wheel": "/nonexistent/testbed_sim-0.2.0-py3-none-any.whl"},
     )
-    assert res.returncode == 0 and out.exists(), res.stdout + res.stderr
-    return json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if CASES[c][1]])
