@@ -81,14 +81,16 @@ class Settings:
     # big token (proxies must accept large auth answer headers).
     check_padding_bytes: int = 0
 
-    KEYS = (
-        "users",
-        "cookie_secret_file",
+    #: Config keys by kind; KEYS (every accepted key) is derived from them.
+    BOOL_KEYS = ("cookie_secure", "trust_forwarded_headers")
+    INT_KEYS = (
+        ("port", 1, 65535),
+        ("session_ttl_s", 1, 366 * 86400),
+        ("check_padding_bytes", 0, _MAX_PADDING),
+    )
+    STR_KEYS = (
         "listen_address",
-        "port",
         "cookie_name",
-        "session_ttl_s",
-        "cookie_secure",
         "user_header",
         "check_path",
         "login_path",
@@ -96,10 +98,9 @@ class Settings:
         "next_param",
         "home_path",
         "hub_path",
-        "trust_forwarded_headers",
         "title",
-        "check_padding_bytes",
     )
+    KEYS = ("users", "cookie_secret_file", *BOOL_KEYS, *(k for k, _, _ in INT_KEYS), *STR_KEYS)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], secret: bytes | None = None) -> Settings:
@@ -135,33 +136,18 @@ class Settings:
         if len(secret) < 32:
             raise ValueError("the cookie secret must be at least 32 bytes; regenerate the file")
         kw: dict[str, Any] = {}
-        for key in ("cookie_secure", "trust_forwarded_headers"):
+        for key in cls.BOOL_KEYS:
             if key in cfg:
                 if not isinstance(cfg[key], bool):
                     raise ValueError(f"'{key}' must be true or false")
                 kw[key] = cfg[key]
-        for key, lo, hi in (
-            ("port", 1, 65535),
-            ("session_ttl_s", 1, 366 * 86400),
-            ("check_padding_bytes", 0, _MAX_PADDING),
-        ):
+        for key, lo, hi in cls.INT_KEYS:
             if key in cfg:
                 v = cfg[key]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                     raise ValueError(f"'{key}' must be an integer from {lo} to {hi}, got {v!r}")
                 kw[key] = v
-        for key in (
-            "listen_address",
-            "cookie_name",
-            "user_header",
-            "check_path",
-            "login_path",
-            "logout_path",
-            "next_param",
-            "home_path",
-            "hub_path",
-            "title",
-        ):
+        for key in cls.STR_KEYS:
             if key in cfg:
                 if not isinstance(cfg[key], str) or not cfg[key]:
                     raise ValueError(f"'{key}' must be a non-empty string")
