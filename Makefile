@@ -13,8 +13,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 # Scenarios run by `make molecule`, in this order (each one: create, prepare,
-# converge, idempotence, verify, destroy). Override: make molecule SCENARIOS=docker
-SCENARIOS ?= $(filter-out default,$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
+# converge, idempotence, verify, destroy). notebook_image comes early: it builds
+# the notebook image and saves it in .cache/notebook-images, the later scenarios
+# load it. Override: make molecule SCENARIOS=docker
+SCENARIOS_FIRST := docker notebook_image
+SCENARIOS ?= $(SCENARIOS_FIRST) $(filter-out default $(SCENARIOS_FIRST),$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
 
 .PHONY: help venv host images lint docs unit molecule e2e test quick demo demo-clean bench check-collections clean
 
@@ -52,9 +55,12 @@ lint: venv check-collections ## yamllint, ansible-lint (production), syntax chec
 docs: venv ## role README variable tables from meta/argument_specs.yml
 	python -m testbed_devtools.role_docs roles
 
-unit: venv ## pytest unit tests (no Docker)
+# One pytest worker per core; a test module stays on one worker (its module fixtures
+# run once). UNIT_WORKERS=0 runs them in this process (for pdb).
+UNIT_WORKERS ?= auto
+unit: venv ## pytest unit tests (no Docker), one worker per core
 	mkdir -p $(ARTIFACTS)/junit
-	pytest tests/unit --junitxml=$(ARTIFACTS)/junit/unit.xml
+	pytest tests/unit -n $(UNIT_WORKERS) --dist loadscope --junitxml=$(ARTIFACTS)/junit/unit.xml
 
 molecule: venv images ## every Molecule scenario (molecule test)
 	bash scripts/molecule-all.sh $(SCENARIOS)
