@@ -176,6 +176,38 @@ def test_no_port_published(host, server):
     assert all(not v for v in (c["NetworkSettings"]["Ports"] or {}).values())
 
 
+ROUTE_POLL = r"""
+import json, sys, time, urllib.request
+url, limit = sys.argv[1], float(sys.argv[2])
+start = time.monotonic()
+while time.monotonic() - start < limit:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200 and "version" in json.loads(r.read()):
+                print(round(time.monotonic() - start, 2))
+                break
+    except Exception:
+        pass
+    time.sleep(0.2)
+else:
+    print("never")
+"""
+
+
+def test_routes_come_back_within_10_s_of_a_proxy_restart(host, server, record_property):
+    """configurable-http-proxy keeps its routes in memory; the hub's route check
+    (TestbedHub.route_check_interval) puts the running server's back."""
+    url = f"{PROXY}/user/{TEST_USER}/api"  # jupyter_server answers without a login
+    assert host.check_output("python3 -c %s %s 5", ROUTE_POLL, url) != "never"
+    assert host.run("systemctl restart configurable-http-proxy").rc == 0
+    took = host.check_output("python3 -c %s %s 30", ROUTE_POLL, url)
+    record_property("routes_back_seconds", took)
+    print(f"route of {TEST_USER} back {took} s after the proxy restart")
+    assert took != "never", journal(host, "jupyterhub")
+    assert float(took) <= 10, journal(host, "jupyterhub")
+    assert "Proxy lacks" in journal(host, "jupyterhub")
+
+
 def test_notebook_server_not_reachable_from_outside_the_host(host, server):
     # the Molecule control node is "outside": try the instance's address and port 8888
     instance = subprocess.run(

@@ -28,6 +28,27 @@ def test_tag_is_the_content_hash(host, ref):
     assert labels["org.testbed-hub.content-hash"] == tag
 
 
+ARCHIVE_DIR = "/var/cache/testbed-notebook-images"  # notebook_image_archive_dir (Molecule)
+
+MANIFEST = """
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as tar:
+    print(json.dumps(json.load(tar.extractfile("manifest.json"))))
+"""
+
+
+def test_built_image_saved_once_by_its_tag(host, ref):
+    """notebook_image_archive_dir holds exactly this image, under its content-hash tag."""
+    name, tag = ref.rsplit(":", 1)
+    archive = f"{ARCHIVE_DIR}/{name.replace('/', '_')}-{tag}.tar"
+    listing = host.check_output(f"ls -A {ARCHIVE_DIR}").split()
+    assert listing == [archive.rsplit("/", 1)[1]], listing
+    manifest = json.loads(host.check_output(f"python3 -c '{MANIFEST}' {archive}"))
+    assert [m["RepoTags"] for m in manifest] == [[ref]]
+    image_id = host.check_output(f"docker image inspect {ref} --format '{{{{.Id}}}}'")
+    assert image_id.removeprefix("sha256:") in manifest[0]["Config"], (image_id, manifest)
+
+
 def test_image_size_within_budget(host, ref, record_property):
     size = int(host.check_output(f"docker image inspect {ref} --format '{{{{.Size}}}}'"))
     record_property("image_size_bytes", size)  # lands in the JUnit report

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 import requests
+from jupyterhub import orm
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import async_requests
 from jupyterhub.utils import random_port
@@ -41,3 +45,54 @@ async def test_hub_api_listens_on_loopback_and_extra_address_only(hub_config):
 def test_bad_extra_bind_url_is_explained(url):
     with pytest.raises(ValueError, match="must look like 'http://172.30.0.1:8081'"):
         TestbedHub(extra_hub_bind_urls=[url])
+
+
+@pytest.mark.asyncio
+async def test_routes_lost_by_a_proxy_restart_come_back(hub_config):
+    """An emptied route table (configurable-http-proxy restarted) is refilled at the
+    next route check: the hub's route and every running server's."""
+    hub_config.TestbedHub.route_check_interval = 0.2
+    MockTestbedHub.clear_instance()
+    app = MockTestbedHub.instance(config=hub_config)
+    await app.initialize([])
+    await app.start()
+    try:
+        orm_user = orm.User(name="alice")
+        app.db.add(orm_user)
+        app.db.commit()
+        user = app.users[orm_user]
+        await user.spawn()
+        await app.proxy.add_user(user)
+        wanted = {app.hub.routespec, user.spawner.proxy_spec}
+        assert wanted <= set(app.proxy.routes)
+        assert app.missing_routes(await app.proxy.get_all_routes()) == []
+        app.proxy.routes.clear()  # what a restarted proxy has
+        deadline = time.monotonic() + 5
+        while not wanted <= set(app.proxy.routes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert wanted <= set(app.proxy.routes), app.proxy.routes
+        assert app.proxy.routes[user.spawner.proxy_spec]["target"] == user.spawner.server.host
+        await user.stop()
+    finally:
+        app.log.handlers = []
+        MockTestbedHub.clear_instance()
+        await app.stop()
+
+
+@pytest.mark.asyncio
+async def test_route_check_off_leaves_the_table_alone(hub_config):
+    hub_config.TestbedHub.route_check_interval = 0
+    MockTestbedHub.clear_instance()
+    app = MockTestbedHub.instance(config=hub_config)
+    await app.initialize([])
+    await app.start()
+    try:
+        assert "route_check" not in app._periodic_callbacks
+        app.proxy.routes.clear()
+        assert app.missing_routes(app.proxy.routes) == [app.hub.routespec]
+        await asyncio.sleep(0.3)
+        assert app.proxy.routes == {}
+    finally:
+        app.log.handlers = []
+        MockTestbedHub.clear_instance()
+        await app.stop()

@@ -69,6 +69,10 @@ CASES = [
         'notebook_image_base_archive ("images/debian.tar") must be an absolute path',
     ),
     (
+        {"notebook_image_archive_dir": "cache/images"},
+        'notebook_image_archive_dir ("cache/images") must be an absolute folder',
+    ),
+    (
         {"notebook_image_ca_certificates": ["/etc/hostname"]},
         'notebook_image_ca_certificates item "/etc/hostname" is not a readable PEM certificate',
     ),

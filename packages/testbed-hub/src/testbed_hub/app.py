@@ -19,17 +19,26 @@ the lists change), with JupyterHub's own mechanisms doing the work:
   session at its next request;
 * admin rights follow the explicit user list of the ``admin`` role
   (``testbed_hub.config``), which JupyterHub applies both ways at start.
+
+configurable-http-proxy runs as its own service and keeps its routes in memory: when
+it restarts (a playbook handler, a crash, by hand) every user's route is gone, and
+JupyterHub itself restores them only at its next ``update_last_activity``
+(``last_activity_interval``, 300 s). ``TestbedHub.route_check_interval`` reads the
+proxy's route table every few seconds and, when the hub's route or a running server's
+route is missing, lets JupyterHub's own ``Proxy.check_routes`` put them back.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from aiohttp import ClientError
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
 from jupyterhub.utils import new_token
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
-from traitlets import List, Unicode, validate
+from traitlets import Float, List, Unicode, validate
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -54,6 +63,14 @@ class TestbedHub(JupyterHub):
         config=True,
         help="More http://IP:PORT/ addresses on which the hub API listens "
         "(besides hub_bind_url), e.g. the jupyter network's gateway.",
+    )
+
+    route_check_interval = Float(
+        5.0,
+        config=True,
+        help="Seconds between looks at the proxy's route table; when the hub's route or "
+        "a running server's route is missing (the proxy restarted), JupyterHub's "
+        "check_routes restores them. 0 leaves it to last_activity_interval.",
     )
 
     @validate("extra_hub_bind_urls")
@@ -109,6 +126,37 @@ class TestbedHub(JupyterHub):
         await super().start()
         if self.http_server is not None and sockets:
             self.http_server.add_sockets(sockets)
+        if self.route_check_interval > 0:
+            pc = PeriodicCallback(self.restore_missing_routes, 1e3 * self.route_check_interval)
+            self._periodic_callbacks["route_check"] = pc
+            pc.start()
+
+    def missing_routes(self, routes: dict) -> list[str]:
+        """Routespecs the proxy should have and has not: the hub's, then each ready
+        server's (``routes``: the proxy's table, routespec -> route)."""
+        wanted = [self.hub.routespec]
+        for user in self.users.values():
+            wanted.extend(s.proxy_spec for s in user.spawners.values() if s.ready)
+        return [spec for spec in wanted if spec not in routes]
+
+    async def restore_missing_routes(self) -> list[str]:
+        """One look at the proxy's table; returns the routespecs that were missing
+        (restored by ``Proxy.check_routes``). A proxy that does not answer is logged
+        and looked at again at the next interval."""
+        try:
+            routes = await self.proxy.get_all_routes()
+        # the proxy is (re)starting (JupyterHub retried for up to 30 s); systemd brings
+        # it back, and the next look restores the routes
+        except (TimeoutError, OSError, ClientError) as e:
+            self.log.warning("Proxy route table not readable, looking again soon: %s", e)
+            return []
+        missing = self.missing_routes(routes)
+        if missing:
+            self.log.warning(
+                "Proxy lacks %d route(s), restoring them: %s", len(missing), ", ".join(missing)
+            )
+            await self.proxy.check_routes(self.users, self._service_map, routes or None)
+        return missing
 
 
 main = TestbedHub.launch_instance
