@@ -303,7 +303,7 @@ def check_run_notebook(lab: Lab, command: str, output: str) -> None:
     # The values each run recorded with testbed.record(name, value).
     source = lab.text_file(notebook)
     if "record(" in source:
-        fixed = {"experiment", "status", "run_duration_s", "error", "notebook", "html"}
+        fixed = {"experiment", "status", "run_duration_s", "error", "notebook", "html", "attempts"}
         recorded = [c for c in rows[0] if c not in fixed]
         assert recorded, f"summary.csv of {batch} has no recorded values: {list(rows[0])}"
         empty = [(r["experiment"], c) for r in rows for c in recorded if r[c] == ""]

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import csv
+import errno
+import socket
 from pathlib import Path
 
 import nbformat
 import pytest
+import zmq
+from jupyter_client.connect import LocalPortCache
+from nbclient.exceptions import DeadKernelError
+from papermill.exceptions import PapermillExecutionError
 
-from testbed.batch import BatchError, inspect_notebook, plan_batch
-from testbed.batch.cli import main
+from testbed.batch import BatchError, inspect_notebook, plan_batch, runner
+from testbed.batch.cli import build_parser, main
 from testbed.batch.notebook import NotebookError
-from testbed.batch.runner import parse_value, safe_name
+from testbed.batch.runner import (
+    KERNEL_DIED_AT_START,
+    RETRIED_TEXT,
+    DefaultJobs,
+    is_kernel_port_clash,
+    jobs_from_limits,
+    parse_proc_cgroup,
+    parse_value,
+    safe_name,
+)
 
 pytestmark = pytest.mark.usefixtures("testbed_env")
 
@@ -272,3 +288,310 @@ def test_help_mentions_the_contract(capsys):
     text = capsys.readouterr().out
     for word in ("--experiment", "--all", "--query", "--jobs", "--output-dir", "--timeout", "-p"):
         assert word in text
+
+
+# -- default --jobs: the container's CPU quota and memory limit ----------------------
+
+GiB = 1024**3
+V1_NO_LIMIT = "9223372036854771712"  # what cgroup v1 shows for "no memory limit"
+
+
+@pytest.mark.parametrize(
+    ("files", "jobs", "source"),
+    [
+        pytest.param(
+            {"cpu.max": "100000 100000", "memory.max": str(2 * GiB)},
+            1,
+            "the CPU quota of this container (1 CPU)",
+            id="v2-one-cpu-2GiB",
+        ),
+        pytest.param(
+            {"cpu.max": "max 100000", "memory.max": "max"},
+            16,
+            "the 16 CPUs this process may use",
+            id="v2-unlimited",
+        ),
+        pytest.param(
+            {"cpu.max": "150000 100000"},
+            1,
+            "the CPU quota of this container (1.5 CPUs)",
+            id="v2-fractional",
+        ),
+        pytest.param(
+            {"cpu.max": "50000 100000"},
+            1,
+            "the CPU quota of this container (0.5 CPUs)",
+            id="v2-half-cpu",
+        ),
+        pytest.param(
+            {"cpu.max": "max 100000", "memory.max": str(2 * GiB)},
+            5,  # 2048 MiB // 400 MiB
+            "the memory limit of this container (2048 MiB at 400 MiB per run)",
+            id="v2-memory-bound",
+        ),
+        pytest.param(
+            {"cpu.max": "800000 100000", "memory.max": str(256 * 1024**2)},
+            1,
+            "the memory limit of this container (256 MiB",
+            id="v2-memory-below-one-run",
+        ),
+        pytest.param(
+            {
+                "cpu/cpu.cfs_quota_us": "200000",
+                "cpu/cpu.cfs_period_us": "100000",
+                "memory/memory.limit_in_bytes": V1_NO_LIMIT,
+            },
+            2,
+            "the CPU quota of this container (2 CPUs)",
+            id="v1-two-cpus",
+        ),
+        pytest.param(
+            {
+                "cpu/cpu.cfs_quota_us": "-1",
+                "cpu/cpu.cfs_period_us": "100000",
+                "memory/memory.limit_in_bytes": V1_NO_LIMIT,
+            },
+            16,
+            "the 16 CPUs this process may use",
+            id="v1-unlimited",
+        ),
+        pytest.param(
+            {
+                "cpu/cpu.cfs_quota_us": "-1",
+                "cpu/cpu.cfs_period_us": "100000",
+                "memory/memory.limit_in_bytes": str(GiB),
+            },
+            2,
+            "the memory limit of this container (1024 MiB",
+            id="v1-memory-bound",
+        ),
+        pytest.param({}, 16, "the 16 CPUs this process may use", id="no-cgroup-files"),
+        pytest.param(
+            {"cpu.max": "100000 100000\n"},
+            1,
+            "the CPU quota",
+            id="v2-trailing-newline",
+        ),
+    ],
+)
+def test_default_jobs_from_cgroup_limits(tmp_path, files, jobs, source):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    got = jobs_from_limits(tmp_path, cpus=16)
+    assert (got.jobs, got.notes) == (jobs, ())
+    assert got.source.startswith(source), got.source
+
+
+@pytest.mark.parametrize(
+    ("files", "notes"),
+    [
+        pytest.param({"cpu.max": "lots", "memory.max": "2G"}, 2, id="v2-words"),
+        pytest.param({"cpu.max": "", "memory.max": "-5"}, 2, id="v2-empty-negative"),
+        pytest.param({"cpu.max": "100000 0"}, 1, id="v2-zero-period"),
+        pytest.param(
+            {"cpu/cpu.cfs_quota_us": "abc", "cpu/cpu.cfs_period_us": "100000"}, 1, id="v1-quota"
+        ),
+        pytest.param({"memory/memory.limit_in_bytes": "\x00\x01"}, 1, id="v1-memory"),
+    ],
+)
+def test_unreadable_cgroup_files_fall_back_to_the_cpu_count(tmp_path, files, notes):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    got = jobs_from_limits(tmp_path, cpus=3)
+    assert (got.jobs, got.source) == (3, "the 3 CPUs this process may use")
+    assert len(got.notes) == notes and all(str(tmp_path) in n for n in got.notes), got.notes
+
+
+def test_default_jobs_bounds_by_host_memory_and_enclosing_cgroups(tmp_path):
+    # no cgroup limit: the machine's memory still bounds the kernels
+    got = jobs_from_limits(tmp_path, cpus=16, host_memory=2 * GiB)
+    assert (got.jobs, got.source) == (5, "the memory of this machine (2048 MiB at 400 MiB per run)")
+    # the host's cgroup namespace: the limit is on this process's cgroup or a parent
+    scope = tmp_path / "system.slice" / "docker-abc.scope"
+    scope.mkdir(parents=True)
+    (scope / "cpu.max").write_text("max 100000")
+    (tmp_path / "system.slice" / "cpu.max").write_text("200000 100000")
+    own = parse_proc_cgroup("0::/system.slice/docker-abc.scope\n")
+    assert own == {"": "/system.slice/docker-abc.scope"}
+    assert jobs_from_limits(tmp_path, cpus=16, own=own).jobs == 2
+    assert jobs_from_limits(tmp_path, cpus=16).jobs == 16  # the root has no limit
+    v1 = parse_proc_cgroup("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n")
+    assert v1 == {"memory": "/docker/abc", "cpu": "/docker/abc", "cpuacct": "/docker/abc", "": "/"}
+
+
+def help_text(parser) -> str:
+    return " ".join(parser.format_help().split())  # argparse wraps to the terminal
+
+
+def test_help_shows_the_default_jobs_and_where_it_comes_from(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cpu.max").write_text("100000 100000")
+    (tmp_path / "memory.max").write_text(str(2 * GiB))
+    text = help_text(build_parser(jobs_from_limits(tmp_path, cpus=16)))
+    assert "default: 1, from the CPU quota of this container (1 CPU)" in text
+    assert "up to 3 kernels" in text
+    (tmp_path / "cpu.max").write_text("100%")  # a note with a % must not break argparse
+    text = help_text(build_parser(jobs_from_limits(tmp_path, cpus=16)))
+    assert "default: 5, from the memory limit of this container" in text
+    assert "cpu.max holds '100%'" in text
+    # run-notebook --help asks this process's limits
+    monkeypatch.setattr(
+        "testbed.batch.cli.default_jobs", lambda: DefaultJobs(7, "the limits of a test")
+    )
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "default: 7, from the limits of a test" in " ".join(capsys.readouterr().out.split())
+
+
+# -- a kernel that loses the port race is started again; notebook errors are not ---------
+
+
+def zmq_in_use() -> zmq.ZMQError:
+    err = zmq.ZMQError(errno.EADDRINUSE)
+    err.strerror += " (addr='tcp://127.0.0.1:5555')"
+    return err
+
+
+KERNEL_STDERR = (
+    '  File ".../ipykernel/kernelapp.py", line 373, in init_sockets\n'
+    "zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:5555')\n"
+)
+
+
+def chained_zmq() -> RuntimeError:
+    try:
+        raise zmq_in_use()
+    except zmq.ZMQError as exc:
+        try:
+            raise RuntimeError("could not start") from exc
+        except RuntimeError as outer:
+            return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "stderr", "clash"),
+    [
+        pytest.param(RuntimeError(KERNEL_DIED_AT_START), KERNEL_STDERR, True, id="kernel-died"),
+        pytest.param(RuntimeError(KERNEL_DIED_AT_START), "ImportError: x\n", False, id="other"),
+        pytest.param(zmq_in_use(), "", True, id="zmq-here"),
+        pytest.param(chained_zmq(), "", True, id="zmq-chained"),
+        pytest.param(zmq.ZMQError(errno.ECONNREFUSED), KERNEL_STDERR, False, id="zmq-other"),
+        pytest.param(DeadKernelError("Kernel died"), KERNEL_STDERR, False, id="died-later"),
+        pytest.param(
+            RuntimeError("Kernel didn't respond in 60 seconds"), KERNEL_STDERR, False, id="slow"
+        ),
+        pytest.param(
+            PapermillExecutionError(
+                2, 2, "bind()", "ZMQError", "Address already in use", ["ZMQError: ..."]
+            ),
+            KERNEL_STDERR,
+            False,
+            id="notebook-code",
+        ),
+    ],
+)
+def test_port_clash_is_recognised_only_at_kernel_start(exc, stderr, clash):
+    assert is_kernel_port_clash(exc, stderr) is clash
+
+
+RACY_BODY = """
+import errno, sys
+import zmq
+from testbed import record
+if experiment_id == fail_on:
+    # the notebook's own code fails with the very words of a port clash: not retried
+    print("zmq.error.ZMQError: Address already in use", file=sys.__stderr__, flush=True)
+    raise zmq.ZMQError(errno.EADDRINUSE)
+record("ran", experiment_id)
+"""
+
+
+@pytest.fixture()
+def port_taken(monkeypatch):
+    """Hand the next kernel(s) a port another process already listens on.
+
+    jupyter_client picks kernel ports with LocalPortCache.find_available_port; the
+    real ipykernel then fails to bind it and exits, as when a parallel kernel wins
+    the race. ``state["clashes"]`` says how many kernels get the taken port.
+    """
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    state = {"port": held.getsockname()[1], "clashes": 1, "handed_out": 0}
+    real = LocalPortCache.find_available_port
+
+    def find_available_port(self, ip):
+        if state["handed_out"] < state["clashes"]:
+            state["handed_out"] += 1
+            return state["port"]  # the shell port: the kernel dies binding it
+        return real(self, ip)
+
+    monkeypatch.setattr(LocalPortCache, "find_available_port", find_available_port)
+    monkeypatch.setattr(runner, "RETRY_DELAY_S", (0.01, 0.05))
+    yield state
+    held.close()
+
+
+def in_process_pool(max_workers, mp_context=None):
+    """One worker thread instead of spawned processes: the patched port cache applies."""
+    return cf.ThreadPoolExecutor(max_workers=1)
+
+
+@pytest.mark.slow
+def test_kernel_port_clash_is_retried_and_notebook_errors_are_not(
+    capsys, tmp_path, monkeypatch, port_taken
+):
+    racy = write_notebook(
+        tmp_path / "racy.ipynb", 'experiment_id = "exp-001"\nfail_on = ""', RACY_BODY
+    )
+    monkeypatch.setattr(runner.cf, "ProcessPoolExecutor", in_process_pool)
+    one = DefaultJobs(1, "the CPU quota of this container (1 CPU)")
+    monkeypatch.setattr(runner, "default_jobs", lambda: one)
+    monkeypatch.setattr("testbed.batch.cli.default_jobs", lambda: one)
+    code, out, err = run_cli(
+        capsys,
+        racy,
+        "-e",
+        "exp-001",
+        "exp-002",
+        "-p",
+        "fail_on",
+        "exp-002",
+        "-o",
+        tmp_path / "runs",
+        "--progress",
+        "lines",
+    )
+    assert code == 1, err
+    assert port_taken["handed_out"] == 1  # exactly one kernel got the taken port
+    assert "1 at a time (default --jobs 1, from the CPU quota of this container" in err
+    assert "1 ok, 1 failed in" in err and f"; 1 {RETRIED_TEXT}; summary:" in err
+    assert "exp-001 ok in" in err and "(kernel 2: the earlier ones could not bind" in err
+
+    batch = Path(out.strip().splitlines()[-1])
+    rows = {r["experiment"]: r for r in csv.DictReader((batch / "summary.csv").open())}
+    assert (rows["exp-001"]["status"], rows["exp-001"]["attempts"]) == ("ok", "2")
+    assert rows["exp-001"]["error"] == "" and rows["exp-001"]["ran"] == "exp-001"
+    assert (rows["exp-002"]["status"], rows["exp-002"]["attempts"]) == ("failed", "1")
+    assert rows["exp-002"]["error"].startswith("ZMQError: Address already in use")
+    # the kernel's stderr even holds the words of a clash: the cell failed, not the start
+    assert "Address already in use" in (batch / "exp-002.log").read_text()
+    log = (batch / "exp-001.log").read_text()
+    assert f"Address already in use (addr='tcp://127.0.0.1:{port_taken['port']}')" in log
+    assert "run-notebook: kernel 1 of 3 could not bind a port" in log
+    assert f"1 of 2 runs succeeded; 1 {RETRIED_TEXT}." in (batch / "summary.html").read_text()
+
+
+@pytest.mark.slow
+def test_kernel_port_clash_is_retried_a_bounded_number_of_times(tmp_path, port_taken):
+    port_taken["clashes"] = 99
+    nb = write_notebook(tmp_path / "n.ipynb", 'experiment_id = "exp-001"', "x = 1")
+    plan = plan_batch(nb, experiments=["exp-001"], jobs=1, output_dir=tmp_path / "runs")
+    job = plan.jobs_for(tmp_path)[0]
+    result = runner.execute_job(job)
+    assert (result.status, result.attempts) == ("failed", runner.KERNEL_START_ATTEMPTS)
+    log = (tmp_path / "exp-001.log").read_text()
+    assert log.count("zmq.error.ZMQError: Address already in use") == 3  # one per kernel
+    assert "a port it was given was already in use, 3 times in a row" in result.error
+    assert "exp-001.log has the kernel's error" in result.error

@@ -6,6 +6,10 @@ Examples::
     run-notebook analysis.ipynb --experiment exp-001 --experiment exp-002 -p bins 40
     run-notebook analysis.ipynb --query '{"channel.packet_loss_pct": {"$gte": 2}}'
 
+Without ``--jobs`` as many runs go in parallel as the container's CPU quota and
+memory limit allow (see ``--help`` for the figure and its source). A run whose
+kernel could not bind its ports at start is started again with a new kernel.
+
 Exit status: 0 all runs succeeded, 1 at least one run failed, 2 bad input
 (nothing was run).
 """
@@ -13,14 +17,17 @@ Exit status: 0 all runs succeeded, 1 at least one run failed, 2 bad input
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from testbed.batch.runner import (
+    KERNEL_START_ATTEMPTS,
+    RETRIED_TEXT,
     BatchError,
+    DefaultJobs,
     RunResult,
+    default_jobs,
     iter_pairs,
     parse_query,
     plan_batch,
@@ -45,7 +52,18 @@ def add_experiment_option(group, **extra) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def jobs_help(default: DefaultJobs) -> str:
+    """``--jobs`` help: the default this container gets and where it comes from."""
+    text = (
+        f"runs in parallel (default: {default.jobs}, from {default.source}); a run whose "
+        f"kernel cannot bind its ports at start gets up to {KERNEL_START_ATTEMPTS} kernels"
+    )
+    if default.notes:
+        text += f" [ignored: {'; '.join(default.notes)}]"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def build_parser(jobs_default: DefaultJobs | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run a notebook once per experiment with papermill; write the executed "
@@ -77,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-j",
         type=int,
         default=None,
-        help=f"runs in parallel (default: cores, {os.cpu_count()})",
+        help=jobs_help(jobs_default or default_jobs()),
     )
     parser.add_argument(
         "--output-dir",
@@ -120,6 +138,8 @@ class Progress:
 
     def __call__(self, result: RunResult, done: int, total: int) -> None:
         line = f"[{done}/{total}] {result.experiment} {result.status} in {result.duration_s:.1f} s"
+        if result.retried:
+            line += f" (kernel {result.attempts}: the earlier ones could not bind their ports)"
         if result.error:
             line += f": {result.error}"
         if self.bar is not None:
@@ -160,9 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: nothing was run: {exc}", file=err)
         return 2
 
+    at_once = f"{min(plan.jobs, len(plan.experiments))} at a time"
+    if args.jobs is None:
+        at_once += f" (default --jobs {plan.jobs}, from {default_jobs().source})"
     print(
-        f"{PROG}: {plan.notebook.name} on {len(plan.experiments)} experiment(s), "
-        f"{min(plan.jobs, len(plan.experiments))} at a time",
+        f"{PROG}: {plan.notebook.name} on {len(plan.experiments)} experiment(s), {at_once}",
         file=err,
         flush=True,
     )
@@ -174,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = outcome.failed
     print(
         f"{PROG}: {len(outcome.results) - len(failed)} ok, {len(failed)} failed in "
-        f"{outcome.duration_s:.1f} s; summary: {outcome.summary_csv} and {outcome.summary_html}",
+        f"{outcome.duration_s:.1f} s; {len(outcome.retried)} {RETRIED_TEXT}; "
+        f"summary: {outcome.summary_csv} and {outcome.summary_html}",
         file=err,
     )
     print(outcome.directory)

@@ -6,6 +6,12 @@ listing every problem. :func:`run_batch` executes the plan in a bounded pool of
 worker processes; a failing experiment never stops the others. Each run leaves
 ``<experiment>.ipynb`` and ``<experiment>.html`` in the batch directory, and
 the batch ends with ``summary.csv`` and ``summary.html``.
+
+Without ``--jobs`` the pool is sized by :func:`default_jobs` from the container's
+CPU quota and memory limit. A run whose kernel dies at start because a port it
+was given is already taken (the port race of parallel kernels) is started again
+with a new kernel, at most :data:`KERNEL_START_ATTEMPTS` times; a run whose
+notebook code fails is never repeated.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ import contextlib
 import csv
 import datetime as dt
 import difflib
+import errno
+import functools
 import html
 import json
 import multiprocessing
 import os
+import random
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from testbed.batch.notebook import NotebookError, inspect_notebook
@@ -32,8 +41,222 @@ from testbed.errors import TestbedError
 from testbed.record import read_records
 
 EXPERIMENT_PARAM = "experiment_id"
-FIXED_COLUMNS = ["experiment", "status", "run_duration_s", "error", "notebook", "html"]
+FIXED_COLUMNS = [
+    "experiment",
+    "status",
+    "attempts",
+    "run_duration_s",
+    "error",
+    "notebook",
+    "html",
+]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+# -- default parallelism: the container's CPU quota and memory limit ---------------
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MiB = 1024**2
+# Memory one parallel run needs. Measured with the notebook image's packages: a kernel
+# that has imported the testbed helpers, pandas, SciPy and Matplotlib holds about
+# 175 MB (RSS) before it reads any data, and the worker process driving it with
+# papermill (nbclient, nbconvert for the HTML) about 75 MB. The remaining ~150 MB are
+# one experiment's events, recordings (8 kHz), figures and the HTML export. More runs
+# than the limit allows at this figure get kernels killed by the out-of-memory
+# killer, which papermill reports as "Kernel died" (a failed experiment).
+KERNEL_MEMORY_BUDGET = 400 * MiB
+# cgroup v1 writes "no limit" as 2**63 - 1 rounded down to a page; no real limit is
+# anywhere near 2**62 bytes.
+_V1_NO_LIMIT = 2**62
+
+
+@dataclass(frozen=True)
+class DefaultJobs:
+    """How many runs go in parallel when ``--jobs`` is not given, and why.
+
+    ``source`` completes "from ...", e.g. "the CPU quota of this container (1 CPU)";
+    ``notes`` name cgroup files that exist but could not be understood (ignored).
+    """
+
+    jobs: int
+    source: str
+    notes: tuple[str, ...] = ()
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """``/proc/self/cgroup`` as {controller: path}; the cgroup v2 path under key ``""``.
+
+    Lines look like ``0::/user.slice/x.scope`` (v2) or ``4:cpu,cpuacct:/docker/<id>``
+    (v1, one line per hierarchy).
+    """
+    own: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        for name in controllers.split(",") if controllers else [""]:
+            own[name] = path
+    return own
+
+
+def _levels(base: Path, own: str) -> list[Path]:
+    """``base/own`` and each enclosing cgroup up to ``base`` (their limits apply too).
+
+    Inside a container ``base`` itself is the container's cgroup and the deeper
+    paths do not exist; on a host or with the host's cgroup namespace they do.
+    """
+    parts = [p for p in PurePosixPath(own).parts if p not in ("/", "..", ".")]
+    return [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _read_limit(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None  # no such file at this level or in this cgroup version
+
+
+def _cpu_quota(root: Path, own: Mapping[str, str], notes: list[str]) -> float | None:
+    """CPUs the CFS quota allows (smallest over the levels), None when there is none.
+
+    cgroup v2 ``cpu.max`` holds ``"QUOTA PERIOD"`` in microseconds, ``"max PERIOD"``
+    for no quota; cgroup v1 has ``cpu/cpu.cfs_quota_us`` (``-1`` for no quota) and
+    ``cpu/cpu.cfs_period_us``.
+    """
+    quotas: list[float] = []
+    for level in _levels(root, own.get("", "/")):
+        text = _read_limit(level / "cpu.max")
+        if text is None:
+            continue
+        fields = text.split()
+        if fields[:1] == ["max"]:
+            continue
+        try:
+            quota, period = (int(f) for f in fields)
+            if quota <= 0 or period <= 0:
+                raise ValueError
+        except ValueError:
+            notes.append(f"{level / 'cpu.max'} holds {text!r}, not 'QUOTA PERIOD'")
+            continue
+        quotas.append(quota / period)
+    for level in _levels(root / "cpu", own.get("cpu", "/")):
+        quota_text = _read_limit(level / "cpu.cfs_quota_us")
+        period_text = _read_limit(level / "cpu.cfs_period_us")
+        if quota_text is None or period_text is None or quota_text == "-1":
+            continue
+        try:
+            quota, period = int(quota_text), int(period_text)
+            if quota <= 0 or period <= 0:
+                raise ValueError
+        except ValueError:
+            notes.append(
+                f"{level}/cpu.cfs_quota_us and cpu.cfs_period_us hold {quota_text!r} and "
+                f"{period_text!r}, not microseconds"
+            )
+            continue
+        quotas.append(quota / period)
+    return min(quotas, default=None)
+
+
+def _memory_limit(root: Path, own: Mapping[str, str], notes: list[str]) -> int | None:
+    """Bytes the memory limit allows (smallest over the levels), None when there is none.
+
+    cgroup v2 ``memory.max`` holds bytes or ``"max"``; cgroup v1
+    ``memory/memory.limit_in_bytes`` holds bytes, about 2**63 for no limit.
+    """
+    limits: list[int] = []
+    files = [(level / "memory.max", "max") for level in _levels(root, own.get("", "/"))]
+    files += [
+        (level / "memory.limit_in_bytes", None)
+        for level in _levels(root / "memory", own.get("memory", "/"))
+    ]
+    for path, no_limit in files:
+        text = _read_limit(path)
+        if text is None or text == no_limit:
+            continue
+        try:
+            limit = int(text)
+            if limit <= 0:
+                raise ValueError
+        except ValueError:
+            notes.append(f"{path} holds {text!r}, not a number of bytes")
+            continue
+        if limit < _V1_NO_LIMIT:
+            limits.append(limit)
+    return min(limits, default=None)
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
+def jobs_from_limits(
+    cgroup_root: str | Path = CGROUP_ROOT,
+    *,
+    cpus: int,
+    host_memory: int | None = None,
+    own: Mapping[str, str] | None = None,
+    kernel_memory: int = KERNEL_MEMORY_BUDGET,
+) -> DefaultJobs:
+    """Parallel runs the limits allow: ``max(1, min(CPU-based, memory-based))``.
+
+    - ``cgroup_root``: where the cgroup file systems are mounted (``/sys/fs/cgroup``):
+      v2 files at its top (``cpu.max``, ``memory.max``), v1 under ``cpu/`` and
+      ``memory/``; missing files mean no limit, unreadable ones are ignored (noted).
+    - ``cpus``: CPUs this process may run on (``len(os.sched_getaffinity(0))``).
+    - ``host_memory``: physical memory in bytes, the bound when no cgroup limit is set.
+    - ``own``: this process's cgroup per controller (:func:`parse_proc_cgroup`);
+      default: the root, as inside a container with its own cgroup namespace.
+    - ``kernel_memory``: bytes one run needs (:data:`KERNEL_MEMORY_BUDGET`).
+
+    CPU-based: the CFS quota rounded down (1.5 CPUs -> 1), at most ``cpus``.
+    Memory-based: the memory limit (else ``host_memory``) // ``kernel_memory``.
+    """
+    root, own, notes = Path(cgroup_root), own or {}, []
+    quota = _cpu_quota(root, own, notes)
+    memory = _memory_limit(root, own, notes)
+    # ties go to the first: the container's own limits name the setting to change
+    bounds: list[tuple[int, str]] = []
+    if quota is not None:
+        bounds.append(
+            (int(quota), f"the CPU quota of this container ({_plural(round(quota, 2), 'CPU')})")
+        )
+    per_run = f"{kernel_memory / MiB:g} MiB per run"
+    if memory is not None:
+        bounds.append(
+            (
+                memory // kernel_memory,
+                f"the memory limit of this container ({memory / MiB:.0f} MiB at {per_run})",
+            )
+        )
+    elif host_memory:
+        bounds.append(
+            (
+                host_memory // kernel_memory,
+                f"the memory of this machine ({host_memory / MiB:.0f} MiB at {per_run})",
+            )
+        )
+    bounds.append((cpus, f"the {_plural(cpus, 'CPU')} this process may use"))
+    jobs, source = min(bounds, key=lambda bound: bound[0])
+    return DefaultJobs(max(1, jobs), source, tuple(notes))
+
+
+@functools.cache
+def default_jobs() -> DefaultJobs:
+    """:func:`jobs_from_limits` for this process (its cgroups, CPUs and memory)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        host_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        host_memory = None
+    try:
+        own = parse_proc_cgroup(Path("/proc/self/cgroup").read_text(encoding="utf-8"))
+    except OSError:
+        own = {}
+    return jobs_from_limits(CGROUP_ROOT, cpus=cpus, host_memory=host_memory, own=own)
 
 
 class BatchError(TestbedError):
@@ -64,10 +287,15 @@ class RunResult:
     notebook: Path | None
     html: Path | None
     records: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1  # kernels started; more than 1 after a port clash at kernel start
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def retried(self) -> bool:
+        return self.attempts > 1
 
 
 @dataclass(frozen=True)
@@ -248,7 +476,7 @@ def plan_batch(
         experiments=tuple(selected),
         parameters=parameters,
         kernel_name=kernel,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs or default_jobs().jobs,
         timeout=timeout,
         output_root=out,
         experiment_param=experiment_param,
@@ -297,13 +525,13 @@ def _export_html(notebook: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def _stderr_to(path: Path) -> Iterator[None]:
-    """Point file descriptor 2 (inherited by the kernel process) at ``path``.
+    """Append file descriptor 2 (inherited by the kernel process) to ``path``.
 
     Safe because a worker process runs one job at a time. An empty log is removed.
     """
     sys.stderr.flush()
     saved = os.dup(2)
-    with path.open("wb") as fh:
+    with path.open("ab") as fh:
         os.dup2(fh.fileno(), 2)
         try:
             yield
@@ -315,27 +543,120 @@ def _stderr_to(path: Path) -> Iterator[None]:
         path.unlink()
 
 
+# -- kernels that lose the port race -------------------------------------------------
+#
+# jupyter_client picks the kernel's five ports by binding port 0 and closing the
+# socket, then starts ipykernel with those numbers; another kernel (or any process)
+# of a parallel batch can take one in between. ipykernel then fails in
+# IPKernelApp.init_sockets with "zmq.error.ZMQError: Address already in use
+# (addr='tcp://127.0.0.1:PORT')" on its stderr (our <experiment>.log) and exits, and
+# jupyter_client's wait_for_ready raises RuntimeError("Kernel died before replying
+# to kernel_info"), which nbclient and papermill pass on unchanged.
+KERNEL_START_ATTEMPTS = 3
+# seconds before the next kernel start, drawn at random so that workers which
+# clashed do not start their kernels in step again
+RETRY_DELAY_S = (0.5, 2.0)
+KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
+ADDRESS_IN_USE = "Address already in use"
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_kernel_port_clash(exc: BaseException, kernel_stderr: str) -> bool:
+    """Did the kernel fail to *start* because a port it was given was taken?
+
+    ``exc`` is what ``papermill.execute_notebook`` raised, ``kernel_stderr`` what the
+    kernel wrote to its stderr during that call. An error of the notebook's own code
+    (``PapermillExecutionError``, which has ``ename``) is never a port clash, whatever
+    its text; nor is a kernel that dies later ("Kernel died", DeadKernelError).
+    """
+    from zmq import ZMQError  # pyzmq comes with jupyter_client
+
+    if getattr(exc, "ename", None) is not None:
+        return False
+    for link in _exception_chain(exc):
+        if isinstance(link, ZMQError) and link.errno == errno.EADDRINUSE:
+            return True  # a bind in this process (not the usual case, but the same race)
+    return (
+        isinstance(exc, RuntimeError)
+        and str(exc) == KERNEL_DIED_AT_START
+        and ADDRESS_IN_USE in kernel_stderr
+    )
+
+
+def _text_after(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _note(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f"run-notebook: {text}\n")
+
+
 def execute_job(job: RunJob) -> RunResult:
-    """Run one notebook with papermill (in a worker process); never raises."""
+    """Run one notebook with papermill (in a worker process); never raises.
+
+    A kernel that dies at start on a port clash (:func:`is_kernel_port_clash`) is
+    replaced, up to :data:`KERNEL_START_ATTEMPTS` kernels in all.
+    """
     import papermill
 
     start = time.monotonic()
-    status, error = "ok", ""
     log_path = job.output.with_suffix(".log")
-    try:
-        with _stderr_to(log_path):  # kernel chatter goes to <experiment>.log, not the console
-            papermill.execute_notebook(
-                str(job.notebook),
-                str(job.output),
-                parameters=job.parameters,
-                kernel_name=job.kernel_name,
-                progress_bar=False,
-                log_output=False,
-                execution_timeout=job.timeout,
-                cwd=str(job.cwd),
-            )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a summary row
-        status, error = "failed", _error_text(exc)
+    attempts = 0
+    while True:
+        attempts += 1
+        status, error = "ok", ""
+        offset = _size(log_path)
+        try:
+            with _stderr_to(log_path):  # kernel chatter goes to <experiment>.log
+                papermill.execute_notebook(
+                    str(job.notebook),
+                    str(job.output),
+                    parameters=job.parameters,
+                    kernel_name=job.kernel_name,
+                    progress_bar=False,
+                    log_output=False,
+                    execution_timeout=job.timeout,
+                    cwd=str(job.cwd),
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a summary row
+            status, error = "failed", _error_text(exc)
+            if is_kernel_port_clash(exc, _text_after(log_path, offset)):
+                if attempts < KERNEL_START_ATTEMPTS:
+                    delay = random.uniform(*RETRY_DELAY_S)  # noqa: S311 - jitter, not a secret
+                    _note(
+                        log_path,
+                        f"kernel {attempts} of {KERNEL_START_ATTEMPTS} could not bind a port "
+                        f"({ADDRESS_IN_USE}); starting another in {delay:.1f} s",
+                    )
+                    time.sleep(delay)
+                    continue
+                error = (
+                    f"the kernel could not start: a port it was given was already in use, "
+                    f"{attempts} times in a row ({log_path.name} has the kernel's error); "
+                    "run fewer at a time (--jobs) or retry"
+                )
+        break
     duration = time.monotonic() - start
     notebook = job.output if job.output.is_file() else None
     html_path = None
@@ -352,8 +673,11 @@ def execute_job(job: RunJob) -> RunResult:
         except Exception as exc:  # noqa: BLE001 - the run result matters more than its HTML
             error = (error + "; " if error else "") + f"HTML export failed: {_error_text(exc)}"
     return RunResult(
-        job.experiment, status, round(duration, 3), error, notebook, html_path, records
+        job.experiment, status, round(duration, 3), error, notebook, html_path, records, attempts
     )
+
+
+RETRIED_TEXT = "retried after their kernel lost a port race at start"
 
 
 def _fmt(value: Any) -> str:
@@ -379,6 +703,7 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
         row = {
             "experiment": res.experiment,
             "status": res.status,
+            "attempts": str(res.attempts),
             "run_duration_s": f"{res.duration_s:.3f}",
             "error": res.error,
             "notebook": res.notebook.name if res.notebook else "",
@@ -393,6 +718,7 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
         writer.writerows(rows)
 
     ok = sum(r.ok for r in results)
+    retried = sum(r.retried for r in results)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
@@ -410,7 +736,8 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
         "body{font-family:sans-serif}table{border-collapse:collapse}"
         "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
         "tr.failed{background:#fdd}tr.ok{background:#efe}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{ok} of {len(results)} runs succeeded.</p>"
+        f"<h1>{html.escape(title)}</h1><p>{ok} of {len(results)} runs succeeded; "
+        f"{retried} {RETRIED_TEXT}.</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         "</body></html>\n",
         encoding="utf-8",
@@ -429,6 +756,11 @@ class BatchOutcome:
     @property
     def failed(self) -> list[RunResult]:
         return [r for r in self.results if not r.ok]
+
+    @property
+    def retried(self) -> list[RunResult]:
+        """Runs that needed another kernel after a port clash (ok or not in the end)."""
+        return [r for r in self.results if r.retried]
 
 
 def run_batch(
