@@ -7,6 +7,11 @@ failure message and the name of the task that failed, and the play writes
 Every task of the play is tagged ``always``, so ``--tags``/``--skip-tags`` select
 only the role's own tasks. Used by the role-input unit tests
 (tests/unit/*/test_*role*).
+
+:func:`inventory_report` checks a whole table of inventories against a real
+playbook (site.yml's pre-flight) in one run instead: each case is a host of its
+own (connection local) with the case's variables, and the JSON callback tells
+which task refused which host, with what message, and what changed.
 """
 
 from __future__ import annotations
@@ -95,17 +100,8 @@ def validation_play(
     ]
 
 
-def ansible_playbook(
-    play: list, tmp: Path, *args: str, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run ``play`` (written to ``tmp/play.yml``) with the virtualenv's ansible-playbook
-    against localhost, with the repository's roles. Raises AssertionError when
-    ansible-playbook is not next to the test interpreter (``make venv`` puts it there)."""
-    path = tmp / "play.yml"
-    path.write_text(json.dumps(play))
-    exe = BIN / "ansible-playbook"
-    assert exe.exists(), "ansible-playbook must be next to the test interpreter (make venv)"
-    env = {
+def _ansible_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {
         **os.environ,
         **dict(env or {}),
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
@@ -114,11 +110,27 @@ def ansible_playbook(
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
     }
+
+
+def _exe() -> Path:
+    exe = BIN / "ansible-playbook"
+    assert exe.exists(), "ansible-playbook must be next to the test interpreter (make venv)"
+    return exe
+
+
+def ansible_playbook(
+    play: list, tmp: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``play`` (written to ``tmp/play.yml``) with the virtualenv's ansible-playbook
+    against localhost, with the repository's roles. Raises AssertionError when
+    ansible-playbook is not next to the test interpreter (``make venv`` puts it there)."""
+    path = tmp / "play.yml"
+    path.write_text(json.dumps(play))
     return subprocess.run(
-        [str(exe), "-i", "localhost,", *args, str(path)],
+        [str(_exe()), "-i", "localhost,", *args, str(path)],
         capture_output=True,
         text=True,
-        env=env,
+        env=_ansible_env(env),
         cwd=ROOT,
         timeout=300,
         check=False,
@@ -154,3 +166,89 @@ def validation_results(
 ) -> dict[str, str]:
     """:func:`validation_report`'s outcomes only: ``{case: "ok" | failure message}``."""
     return validation_report(role, cases, tmp, *args, play_vars=play_vars)[0]
+
+
+def _failure_message(result: Mapping[str, Any]) -> str:
+    """A failed task result's message; a looped task's text is in its items."""
+    items = [r.get("msg", "") for r in result.get("results", []) if r.get("failed")]
+    return " ".join([str(result.get("msg", "")), *map(str, items)]).strip()
+
+
+def playbook_json(res: subprocess.CompletedProcess) -> dict[str, Any]:
+    """The JSON callback's document in a run's output (other callbacks, such as
+    profile_tasks, may print lines before and after it)."""
+    start = res.stdout.find("\n{") + 1 if not res.stdout.startswith("{") else 0
+    assert res.stdout[start : start + 1] == "{", res.stdout[-3000:] + res.stderr[-3000:]
+    return json.JSONDecoder().raw_decode(res.stdout[start:])[0]
+
+
+def inventory_report(
+    playbook: Path,
+    hosts: Mapping[str, Mapping[str, Any]],
+    tmp: Path,
+    *args: str,
+    group: str = "basestation",
+    all_vars: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: int = 900,
+) -> tuple[dict[str, dict[str, Any]], subprocess.CompletedProcess]:
+    """Run ``playbook`` once against an inventory of ``hosts`` (``{name: host vars}``,
+    all in ``group``, connection local, no become), ``all_vars`` for every host and
+    localhost. Returns ``({host: report}, the finished run)``, where a report is
+    ``{"failed": bool, "play": …, "task": …, "msg": …}`` for the first task that
+    failed the host (empty strings when none did), ``"changed"``: the names of the
+    tasks that reported a change on it, and ``"stats"``: its recap counters."""
+    inventory = {
+        "all": {
+            "vars": dict(all_vars or {}),
+            "children": {
+                group: {
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": sys.executable,
+                        "ansible_become": False,
+                    },
+                    "hosts": {name: dict(v) for name, v in hosts.items()},
+                }
+            },
+        }
+    }
+    inv = tmp / "inventory.json"
+    inv.write_text(json.dumps(inventory))
+    run_env = _ansible_env(
+        {
+            **dict(env or {}),
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        }
+    )
+    res = subprocess.run(
+        [str(_exe()), "-i", str(inv), *args, str(playbook)],
+        capture_output=True,
+        text=True,
+        env=run_env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    data = playbook_json(res)
+    report: dict[str, dict[str, Any]] = {
+        h: {"failed": False, "play": "", "task": "", "msg": "", "changed": []} for h in hosts
+    }
+    for play in data.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if host not in report:
+                    continue
+                if result.get("changed"):
+                    report[host]["changed"].append(task["task"]["name"])
+                if result.get("failed") and not report[host]["failed"]:
+                    report[host].update(
+                        failed=True,
+                        play=play["play"]["name"],
+                        task=task["task"]["name"],
+                        msg=_failure_message(result),
+                    )
+    for host, stats in data.get("stats", {}).items():
+        if host in report:
+            report[host]["stats"] = stats
+    return report, res
