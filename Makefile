@@ -15,8 +15,8 @@ export PY_COLORS ?= 0
 # Scenarios run by `make molecule`, in this order (each one: create, prepare,
 # converge, idempotence, verify, destroy). notebook_image comes early: it builds
 # the notebook image and saves it in .cache/notebook-images, the later scenarios
-# load it. Override: make molecule SCENARIOS=docker
-SCENARIOS_FIRST := docker notebook_image
+# load it. Override: make molecule SCENARIOS=testbed_sim
+SCENARIOS_FIRST := notebook_image
 SCENARIOS ?= $(SCENARIOS_FIRST) $(filter-out default $(SCENARIOS_FIRST),$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
 
 .PHONY: help venv host images lint docs unit molecule e2e test quick demo demo-clean bench check-collections clean

@@ -184,6 +184,10 @@ def test_jupyter_scheduler_serves_its_api_in_jupyterlab(host, ref):
         # the scheduler's database lives in the notebook directory (the user's volume)
         ls = host.run(f"docker exec {name} ls -a /home/jovyan/nist")
         assert ".jupyter-scheduler.sqlite" in ls.stdout.split(), logs
+        # server extensions: the scheduler loaded, jupyter-lsp not (notebook_image_lsp_enabled)
+        logs = host.run(f"docker logs {name}").stderr
+        assert "jupyter_scheduler | extension was successfully loaded" in logs, logs[-3000:]
+        assert "jupyter_lsp | extension was successfully loaded" not in logs, logs[-3000:]
     finally:
         host.run(f"docker rm -f {name}")
 
