@@ -90,6 +90,10 @@ def nothing_may_run(monkeypatch):
         ),
         (["{tiny}", "-e", "exp-001", "--jobs", "0"], ["--jobs must be at least 1, got 0"]),
         (["{tiny}", "-e", "exp-001", "--workdir", "{tiny}"], ["is not a directory"]),
+        (
+            ["{tiny}", "-e", "exp-001", "--runner-baseline-jobs", "0"],
+            ["--runner-baseline-jobs must be at least 1, got 0"],
+        ),
     ],
 )
 def test_bad_input_exits_2_before_any_run(capsys, tmp_path, tiny, nothing_may_run, argv, expected):
@@ -120,6 +124,8 @@ def raw(**overrides):
         "empty_run_s": [1.7, 1.9, 1.6],
         "sequential_s": 60.0,
         "batch_s": 30.0,
+        "runner_baseline_jobs": 1,
+        "runner_baseline_s": 57.0,
         "failed_runs": [],
     }
     return {**values, **overrides}
@@ -133,11 +139,14 @@ def test_summary_keys_ratio_and_medians():
         "sequential_s": 60.0,
         "batch_s": 30.0,
         "speedup": 2.0,
+        "runner_baseline_jobs": 1,
+        "runner_baseline_s": 57.0,
+        "runner_speedup": 1.9,
         "kernel_start_s": 0.612,
         "empty_run_s": 1.7,
         "failures": 0,
         "failed_runs": [],
-        "target_speedup": 1.7,
+        "target_speedup": 1.9,
         "meets_target": True,
         "samples": {"kernel_start_s": [0.7, 0.61234, 0.5], "empty_run_s": [1.7, 1.9, 1.6]},
     }
@@ -147,8 +156,8 @@ def test_summary_keys_ratio_and_medians():
 @pytest.mark.parametrize(
     ("sequential_s", "batch_s", "speedup", "meets"),
     [
-        (17.0, 10.0, 1.7, True),  # exactly the target
-        (16.9, 10.0, 1.69, False),
+        (19.0, 10.0, 1.9, True),  # exactly the target
+        (18.9, 10.0, 1.89, False),
         (10.0, 30.0, 0.333, False),  # slower than the loop
         (10.0, 0.0, None, False),  # no time to divide by
     ],
@@ -169,8 +178,31 @@ def test_failures_are_counted_and_never_meet_the_target():
     assert result["speedup"] == 9.0
     assert result["failures"] == 2 and result["failed_runs"] == failed
     assert result["meets_target"] is False
-    row = bench.rows({"batch": result})[0]
-    assert (row.target, row.result) == (">= 1.7x, 0 failed", "FAIL")
+    (row,) = [r for r in bench.rows({"batch": result}) if "papermill CLI loop" in r.figure]
+    assert (row.target, row.result) == (">= 1.9x, 0 failed", "FAIL")
+
+
+def test_runner_jobs_n_vs_jobs_1_from_the_same_run():
+    result = bench.batch_summary(raw(runner_baseline_s=45.0, batch_s=20.0))
+    assert (result["runner_speedup"], result["runner_baseline_jobs"]) == (2.25, 1)
+    figures = {r.figure: r for r in bench.rows({"batch": result})}
+    row = figures["20 experiments, run-notebook --jobs 2 vs --jobs 1"]
+    assert (row.value, row.target, row.result) == ("2.25x (45.0 s -> 20.0 s)", "report", "-")
+
+
+def test_runner_baseline_that_did_not_run_is_not_measured():
+    result = bench.batch_summary(raw(runner_baseline_s=None))
+    assert result["runner_speedup"] is None
+    (row,) = [r for r in bench.rows({"batch": result}) if "vs --jobs" in r.figure]
+    assert row.value.startswith("not measured") and row.result == "FAIL"
+
+
+@pytest.mark.parametrize(("empty", "result"), [(0.5, "PASS"), (0.51, "FAIL"), (None, "FAIL")])
+def test_empty_papermill_run_against_its_target(empty, result):
+    samples = [] if empty is None else [empty, empty + 0.2, empty - 0.1]
+    summary = bench.batch_summary(raw(empty_run_s=samples))
+    (row,) = [r for r in bench.rows({"batch": summary}) if "empty notebook" in r.figure]
+    assert (row.target, row.result) == ("<= 0.5 s", result)
 
 
 def test_an_incomplete_overhead_probe_has_no_median():
@@ -265,9 +297,10 @@ def test_real_run_times_both_arms(tmp_path, tiny):
     timings = json.loads(proc.stdout.strip().splitlines()[-1])
     assert timings["experiments"] == 3 and timings["jobs"] == 2
     assert timings["failed_runs"] == []
+    assert timings["runner_baseline_jobs"] == 1 and timings["runner_baseline_s"] > 0
     assert len(timings["kernel_start_s"]) == len(timings["empty_run_s"]) == 3
     result = bench.batch_summary(timings)
-    for key in ("sequential_s", "batch_s", "kernel_start_s", "empty_run_s"):
+    for key in ("sequential_s", "batch_s", "runner_baseline_s", "kernel_start_s", "empty_run_s"):
         assert result[key] > 0, key
     assert result["speedup"] == pytest.approx(result["sequential_s"] / result["batch_s"], 0.01)
 
@@ -277,6 +310,9 @@ def test_real_run_times_both_arms(tmp_path, tiny):
         injected = [c for c in executed.cells if "injected-parameters" in c.metadata["tags"]]
         assert f'experiment_id = "{exp}"' in injected[0].source
     # and the candidate was run-notebook, with its per-experiment outputs and summary
-    (batch_dir,) = (workdir / "batch" / "tiny").iterdir()
-    assert sorted(p.name for p in batch_dir.glob("*.ipynb")) == [f"{e}.ipynb" for e in EXPS]
-    assert (batch_dir / "summary.csv").is_file()
+    # and our own runner again with --jobs 1, in a folder of its own
+    for arm in ("batch", "runner-baseline"):
+        (batch_dir,) = (workdir / arm / "tiny").iterdir()
+        assert sorted(p.name for p in batch_dir.glob("*.ipynb")) == [f"{e}.ipynb" for e in EXPS]
+        assert (batch_dir / "summary.csv").is_file()
+    assert "with --jobs 1" in proc.stderr and "with --jobs 2" in proc.stderr

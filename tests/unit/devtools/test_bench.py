@@ -97,22 +97,62 @@ def test_ratio_of_nothing_is_none():
 # -- stats: targets, rows, table, JSON ---------------------------------------------------
 
 
-def test_each_target_is_defined_once_with_its_direction_and_unit():
-    t = stats.TARGETS
-    assert str(t["fresh_converge_s"]) == "<= 360 s"
-    assert str(t["batch_speedup"]) == ">= 1.7x"
-    assert str(t["image_size_gb"]) == "<= 1.2 GB"
-    assert t["batch_speedup"].met(1.7) and not t["batch_speedup"].met(1.69)
-    assert t["spawn_p50_s"].met(2.0) and not t["spawn_p50_s"].met(2.01)
-    assert not t["spawn_p50_s"].met(None)
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("fresh_converge_s", "<= 180 s"),
+        ("rerun_s", "<= 30 s"),
+        ("spawn_p50_s", "p50 <= 0.9 s"),
+        ("spawn_p95_s", "p95 <= 1.2 s"),
+        ("spawn_cpu_s", "<= 0.8 s"),
+        ("browser_p50_s", "p50 <= 2.5 s"),
+        ("burst_first_s", "first <= 3 s"),
+        ("burst_p50_s", "p50 <= 7 s"),
+        ("burst_last_s", "last <= 12 s"),
+        ("burst_large_last_s", "last <= 35 s"),
+        ("server_rss_mb", "<= 150 MB"),
+        ("empty_run_s", "<= 0.5 s"),
+        ("batch_speedup", ">= 1.9x"),
+        ("auth_ratio_cached", "<= 1.2x"),
+        ("image_size_gb", "<= 1.2 GB"),
+    ],
+)
+def test_each_target_of_issue_18_is_defined_once_with_its_direction_and_unit(key, text):
+    target = stats.TARGETS[key]
+    assert target.key == key and str(target) == text
+    step = 0.01
+    inside = target.limit - step if target.op == "<=" else target.limit + step
+    outside = target.limit + step if target.op == "<=" else target.limit - step
+    assert target.met(target.limit) and target.met(inside)
+    assert not target.met(outside) and not target.met(None)
 
 
 def test_judge_adds_conditions_to_the_target():
-    row = stats.judge("re-run", "42 s, changed=2", "rerun_s", 42.0, ("changed=0", False))
-    assert (row.target, row.met, row.result) == ("<= 45 s, changed=0", False, "FAIL")
-    row = stats.judge("re-run", "42 s, changed=0", "rerun_s", 42.0, ("changed=0", True))
+    row = stats.judge("re-run", "28 s, changed=2", "rerun_s", 28.0, ("changed=0", False))
+    assert (row.target, row.met, row.result) == ("<= 30 s, changed=0", False, "FAIL")
+    row = stats.judge("re-run", "28 s, changed=0", "rerun_s", 28.0, ("changed=0", True))
     assert row.result == "PASS"
     assert stats.Row("cpu", "1.4 s").result == "-"
+
+
+@pytest.mark.parametrize(
+    ("p50", "p95", "result"),
+    [(0.9, 1.2, "PASS"), (0.91, 1.0, "FAIL"), (0.8, 1.21, "FAIL"), (None, None, "FAIL")],
+)
+def test_judge_all_needs_every_target(p50, p95, result):
+    row = stats.judge_all("spawn", "x", {"spawn_p50_s": p50, "spawn_p95_s": p95})
+    assert (row.target, row.result) == ("p50 <= 0.9 s, p95 <= 1.2 s", result)
+
+
+def test_not_measured_is_a_failure_beside_its_targets():
+    row = stats.not_measured("burst", ["burst_first_s", "burst_last_s"], "RuntimeError:\n  boom")
+    assert (row.value, row.target, row.result) == (
+        "not measured (RuntimeError: boom)",
+        "first <= 3 s, last <= 12 s",
+        "FAIL",
+    )
+    row = stats.not_measured("hub CPU", [], "")
+    assert (row.value, row.target, row.result) == ("not measured", "report", "FAIL")
 
 
 def test_table_prints_each_figure_beside_its_target():
@@ -195,52 +235,187 @@ def test_spawn_single_subtracts_the_idle_rate(capsys):
 
 
 def sample_results():
+    """Every step's figures, each meeting its target."""
     return {
-        "fresh_converge": {"seconds": 251.0, "changed": 63},
-        "rerun": {"seconds": 52.4, "changed": 0},
+        "fresh_converge": {"seconds": 175.0, "changed": 63},
+        "rerun": {"seconds": 29.6, "changed": 0},
         "spawn_single": {
             "runs": [{}] * 5,
-            "p50_s": 1.8,
-            "p95_s": 2.4,
+            "p50_s": 0.85,
+            "p95_s": 1.1,
             "failures": 0,
-            "cpu_s_median": 3.1,
+            "cpu_s_median": 0.7,
         },
+        "server_memory": {
+            "rss_mb": 120.5,
+            "processes": 2,
+            "cgroup_anon_mb": 101.0,
+            "docker_stats_mb": 140.2,
+        },
+        "spawn_browser": {"runs": [{}] * 5, "p50_s": 2.2, "p95_s": 2.9, "failures": 0},
         "spawn_burst": {
             "users": 20,
-            "p50_s": 12.0,
-            "p95_s": 25.0,
-            "all_ready_s": 31.0,
+            "first_s": 2.1,
+            "p50_s": 6.5,
+            "p95_s": 11.0,
+            "all_ready_s": 11.8,
             "failures": 0,
+        },
+        "spawn_burst_large": {
+            "users": 50,
+            "first_s": 2.5,
+            "p50_s": 17.0,
+            "p95_s": 31.0,
+            "all_ready_s": 33.0,
+            "failures": 0,
+            "hub": {
+                "cpu_s": 21.4,
+                "wall_s": 33.1,
+                "cpu_pct": 64.7,
+                "rss_mb": 310.2,
+                "peak_rss_mb": 322.0,
+                "servers_running": 50,
+            },
         },
         "auth": {"ratio": {"noauth": 1.0, "auth": 2.5, "auth_cached": 1.1}},
         "batch": {
             "experiments": 20,
             "jobs": 2,
-            "speedup": 2.6,
-            "sequential_s": 57.5,
-            "batch_s": 22.1,
+            "speedup": 2.0,
+            "sequential_s": 44.0,
+            "batch_s": 22.0,
+            "runner_baseline_jobs": 1,
+            "runner_baseline_s": 40.0,
+            "runner_speedup": 1.818,
             "failures": 0,
             "kernel_start_s": 0.55,
-            "empty_run_s": 1.7,
+            "empty_run_s": 0.45,
         },
         "image": {"gb": 0.92},
     }
 
 
-def test_rows_judge_each_target():
-    result = {r.figure: (r.target, r.result) for r in bench.rows(sample_results())}
+def test_rows_print_every_figure_of_issue_18_beside_its_target():
+    result = {r.figure: (r.value, r.target, r.result) for r in bench.rows(sample_results())}
     assert result == {
-        "fresh converge (container + site.yml, image build)": ("<= 360 s", "PASS"),
-        "idempotent re-run of site.yml": ("<= 45 s, changed=0", "FAIL"),  # 52 s > 45 s
-        "spawn 1 user, login -> JupyterLab (n=5)": ("<= 2 s", "PASS"),
-        "CPU seconds per spawn (whole machine, median)": ("report", "-"),
-        "burst of 20 users at once": ("<= 30 s, 0 failed", "FAIL"),  # last one at 31 s
-        "nginx auth_request overhead, cache on (ratio)": ("<= 1.2x", "PASS"),
-        "nginx auth_request overhead, cache off (ratio)": ("report", "-"),
-        "batch 20 experiments, --jobs 2 vs papermill loop": (">= 1.7x, 0 failed", "PASS"),
-        "per-run overhead: kernel start / empty papermill run": ("report", "-"),
-        "notebook image size": ("<= 1.2 GB", "PASS"),
+        "fresh converge (container + site.yml, image build)": ("175 s", "<= 180 s", "PASS"),
+        "idempotent re-run of site.yml": ("30 s, changed=0", "<= 30 s, changed=0", "PASS"),
+        "spawn 1 new user, login -> JupyterLab answers (n=5)": (
+            "p50 0.85 s, p95 1.1 s, failed 0",
+            "p50 <= 0.9 s, p95 <= 1.2 s, 0 failed",
+            "PASS",
+        ),
+        "CPU seconds per spawn (whole machine, median)": ("0.7 s", "<= 0.8 s", "PASS"),
+        "memory of one idle user server (RSS)": (
+            "120.5 MB (2 process(es); cgroup anon 101 MB, docker stats 140.2 MB)",
+            "<= 150 MB",
+            "PASS",
+        ),
+        "login -> JupyterLab rendered in Chromium (n=5)": (
+            "p50 2.2 s, p95 2.9 s, failed 0",
+            "p50 <= 2.5 s, 0 failed",
+            "PASS",
+        ),
+        "burst: 20 new users at once, first / p50 / last ready": (
+            "first 2.1 s, p50 6.5 s, last 11.8 s, failed 0",
+            "first <= 3 s, p50 <= 7 s, last <= 12 s, 0 failed",
+            "PASS",
+        ),
+        "burst: 50 new users at once, last ready": (
+            "last 33 s (first 2.5 s, p50 17 s), failed 0",
+            "last <= 35 s, 0 failed",
+            "PASS",
+        ),
+        "hub CPU during the burst of 50": (
+            "21.4 s CPU in 33.1 s (64.7% of a core)",
+            "report",
+            "-",
+        ),
+        "hub RSS after the burst (50 servers running)": (
+            "310.2 MB (peak 322 MB)",
+            "report",
+            "-",
+        ),
+        "nginx auth_request overhead, cache on (ratio)": ("1.10x", "<= 1.2x", "PASS"),
+        "nginx auth_request overhead, cache off (ratio)": ("2.50x", "report", "-"),
+        "papermill run of an empty notebook (median)": ("0.45 s", "<= 0.5 s", "PASS"),
+        "kernel start and stop (median)": ("0.55 s", "report", "-"),
+        "20 experiments, run-notebook --jobs 2 vs papermill CLI loop": (
+            "2.00x (44.0 s -> 22.0 s)",
+            ">= 1.9x, 0 failed",
+            "PASS",
+        ),
+        "20 experiments, run-notebook --jobs 2 vs --jobs 1": (
+            "1.82x (40.0 s -> 22.0 s)",
+            "report",
+            "-",
+        ),
+        "notebook image size": ("0.92 GB", "<= 1.2 GB", "PASS"),
     }
+
+
+def _with(step: str, **changes) -> dict:
+    res = sample_results()
+    res[step] = {**res[step], **changes}
+    return res
+
+
+# One figure changed at a time, just past its target: only that row fails.
+@pytest.mark.parametrize(
+    ("step", "changes", "figure"),
+    [
+        ("fresh_converge", {"seconds": 181.0}, "fresh converge"),
+        ("rerun", {"seconds": 30.5}, "idempotent re-run"),
+        ("rerun", {"changed": 1}, "idempotent re-run"),
+        ("spawn_single", {"p50_s": 0.91}, "spawn 1 new user"),
+        ("spawn_single", {"p95_s": 1.21}, "spawn 1 new user"),
+        ("spawn_single", {"failures": 1}, "spawn 1 new user"),
+        ("spawn_single", {"p50_s": None, "p95_s": None}, "spawn 1 new user"),
+        ("spawn_single", {"cpu_s_median": 0.81}, "CPU seconds per spawn"),
+        ("server_memory", {"rss_mb": 150.1}, "memory of one idle user server"),
+        ("spawn_browser", {"p50_s": 2.51}, "login -> JupyterLab rendered"),
+        ("spawn_browser", {"failures": 2}, "login -> JupyterLab rendered"),
+        ("spawn_burst", {"first_s": 3.1}, "burst: 20"),
+        ("spawn_burst", {"p50_s": 7.1}, "burst: 20"),
+        ("spawn_burst", {"all_ready_s": 12.1}, "burst: 20"),
+        ("spawn_burst", {"failures": 1}, "burst: 20"),
+        ("spawn_burst_large", {"all_ready_s": 35.1}, "burst: 50"),
+        ("spawn_burst_large", {"failures": 1}, "burst: 50"),
+        ("batch", {"empty_run_s": 0.51}, "papermill run of an empty notebook"),
+        ("batch", {"speedup": 1.89}, "20 experiments, run-notebook --jobs 2 vs papermill"),
+        ("batch", {"failures": 1}, "20 experiments, run-notebook --jobs 2 vs papermill"),
+    ],
+)
+def test_each_target_fails_just_past_it_and_only_its_row(step, changes, figure):
+    assert all(r.result in ("PASS", "-") for r in bench.rows(sample_results()))
+    failed = [r.figure for r in bench.rows(_with(step, **changes)) if r.result == "FAIL"]
+    assert len(failed) == 1 and failed[0].startswith(figure), failed
+
+
+def test_a_failed_step_prints_its_figures_as_not_measured():
+    res = sample_results()
+    for step in ("spawn_browser", "spawn_burst_large"):
+        del res[step]
+        res[f"{step}_error"] = "RuntimeError: Playwright is not importable (No module)"
+    by_figure = {r.figure: r for r in bench.rows(res)}
+    browser = by_figure["login -> JupyterLab rendered in Chromium"]
+    assert browser.value.startswith("not measured (RuntimeError: Playwright is not importable")
+    assert (browser.target, browser.result) == ("p50 <= 2.5 s", "FAIL")
+    for figure, target in (
+        ("burst: new users at once, last ready", "last <= 35 s"),
+        ("hub CPU during the burst", "report"),
+        ("hub RSS after the burst", "report"),
+    ):
+        assert (by_figure[figure].target, by_figure[figure].result) == (target, "FAIL")
+
+
+def test_hub_figures_that_failed_are_not_measured_beside_the_burst():
+    res = _with("spawn_burst_large", hub={"error": "RuntimeError: the hub restarted"})
+    rows = {r.figure: r for r in bench.rows(res)}
+    assert rows["burst: 50 new users at once, last ready"].result == "PASS"
+    for figure in ("hub CPU during the burst", "hub RSS after the burst"):
+        assert rows[figure].value == "not measured (RuntimeError: the hub restarted)"
+        assert rows[figure].result == "FAIL"
 
 
 def test_rerun_with_changes_is_not_idempotent():
@@ -251,6 +426,13 @@ def test_rerun_with_changes_is_not_idempotent():
 def test_table_skips_missing_steps():
     lines = stats.table(bench.rows({"image": {"gb": 1.5}})).splitlines()
     assert len(lines) == 3 and lines[2].startswith("notebook image size")
+
+
+def test_every_step_with_rows_has_its_not_measured_figures():
+    assert set(bench.ROWS) == set(bench.FIGURES)
+    for figures in bench.FIGURES.values():
+        for _, keys in figures:
+            assert all(key in stats.TARGETS for key in keys)
 
 
 def test_write_inventory_links_demo_vars_and_adds_users(tmp_path):
@@ -268,9 +450,34 @@ def test_write_inventory_links_demo_vars_and_adds_users(tmp_path):
 
 def test_bad_arguments_exit_2_before_anything_runs(capsys, monkeypatch):
     monkeypatch.setattr(bench, "ansible", lambda *a, **k: pytest.fail("must not run"))
-    assert bench.main(["--samples", "0", "--experiments", "30"]) == 2
+    argv = ["--samples", "0", "--experiments", "30", "--burst-large", "0"]
+    assert bench.main([*argv, "--browser-samples", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--samples must be at least 1" in err and "seeds 24 experiments" in err
+    assert "--burst-large must be at least 1 (got 0)" in err
+    assert "--browser-samples must be at least 1 (got -1)" in err
+
+
+def test_options_and_their_defaults():
+    args, problems = bench.parse_args([])
+    assert problems == []
+    assert (args.samples, args.browser_samples, args.burst, args.burst_large) == (5, 5, 20, 50)
+    assert (args.experiments, args.reuse, args.keep) == (20, False, False)
+    args, problems = bench.parse_args(["--burst-large", "8", "--browser-samples", "2", "--keep"])
+    assert (args.burst_large, args.browser_samples, args.keep, problems) == (8, 2, True, [])
+
+
+def test_each_step_has_new_users_and_the_station_knows_them_all():
+    args, _ = bench.parse_args(["--samples", "2", "--browser-samples", "1", "--burst", "3"])
+    users = bench.bench_users(args)
+    assert users["single"] == ["bench-01@testbed.example", "bench-02@testbed.example"]
+    assert users["browser"] == ["browser-01@testbed.example"]
+    assert len(users["burst"]) == 3 and len(users["burst_large"]) == 50
+    everyone = users["all"]
+    assert len(everyone) == len(set(everyone)) == 2 + 2 + 1 + 3 + 50
+    assert bench.ADMIN in everyone
+    for key in ("single", "browser", "burst", "burst_large"):
+        assert set(users[key]) <= set(everyone)
 
 
 # -- the benchmark listeners on the bench station ---------------------------------------------

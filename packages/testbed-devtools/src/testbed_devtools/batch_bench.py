@@ -17,7 +17,10 @@ One invocation measures, on the same notebook and experiments:
    experiment_id ID`` process per experiment, timed as a whole;
 3. candidate: one ``run-notebook NOTEBOOK --experiment ... --jobs N`` process,
    timed as a whole (it also exports each run to HTML and writes the summary,
-   work the baseline does not do).
+   work the baseline does not do);
+4. our own runner without parallelism: the same ``run-notebook`` command with
+   ``--jobs`` of ``--runner-baseline-jobs`` (1), so ``--jobs N`` vs ``--jobs 1``
+   is measured in the same run (skipped when N is that number already).
 
 The experiment id goes to the same parameter the batch command sets
 (``experiment_id``), as a raw string (``-r``) so an id such as ``001`` stays the
@@ -55,6 +58,7 @@ from testbed.errors import TestbedError
 PROG = "batch-bench"
 OVERHEAD_SAMPLES = 3
 KERNEL_READY_TIMEOUT_S = 60.0
+RUNNER_BASELINE_ARM = "runner-baseline"
 
 
 class BenchInputError(Exception):
@@ -67,7 +71,7 @@ class BenchInputError(Exception):
 
 @dataclass(frozen=True)
 class Failure:
-    arm: str  # "sequential", "batch" or "overhead"
+    arm: str  # "sequential", "batch", "runner-baseline" or "overhead"
     experiment: str
     error: str
 
@@ -211,10 +215,16 @@ def run_sequential(
 
 
 def run_batch_arm(
-    plan: BatchPlan, tools: Tools, jobs: int, workdir: Path, log: Callable[[str], None]
+    plan: BatchPlan,
+    tools: Tools,
+    jobs: int,
+    workdir: Path,
+    log: Callable[[str], None],
+    arm: str = "batch",
 ) -> tuple[float, list[Failure]]:
-    """The candidate: one run-notebook process over every experiment with ``--jobs``."""
-    out = workdir / "batch"
+    """One run-notebook process over every experiment with ``--jobs``: the candidate
+    (``arm`` "batch"), or our own runner's baseline (another ``arm``, its own folder)."""
+    out = workdir / arm
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         *tools.run_notebook,
@@ -231,15 +241,15 @@ def run_batch_arm(
     ]
     if plan.experiment_param != EXPERIMENT_PARAM:
         cmd += ["--experiment-param", plan.experiment_param]
-    log_path = workdir / "batch.log"
-    log(f"batch: run-notebook on {len(plan.experiments)} experiment(s) with --jobs {jobs}")
+    log_path = workdir / f"{arm}.log"
+    log(f"{arm}: run-notebook on {len(plan.experiments)} experiment(s) with --jobs {jobs}")
     start = time.perf_counter()
     with log_path.open("wb") as fh:
         proc = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fh, text=True
         )
     elapsed = time.perf_counter() - start
-    log(f"batch: exit {proc.returncode} in {elapsed:.1f} s")
+    log(f"{arm}: exit {proc.returncode} in {elapsed:.1f} s")
     lines = proc.stdout.strip().splitlines()
     summary = Path(lines[-1]) / "summary.csv" if lines else None
     if proc.returncode == 0:
@@ -248,7 +258,7 @@ def run_batch_arm(
         with summary.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         failures = [
-            Failure("batch", row["experiment"], row["error"] or row["status"])
+            Failure(arm, row["experiment"], row["error"] or row["status"])
             for row in rows
             if row["status"] != "ok"
         ]
@@ -256,7 +266,7 @@ def run_batch_arm(
             return elapsed, failures
     error = _last_line(log_path) or "no output"
     return elapsed, [
-        Failure("batch", exp, f"run-notebook exited {proc.returncode}: {error}")
+        Failure(arm, exp, f"run-notebook exited {proc.returncode}: {error}")
         for exp in plan.experiments
     ]
 
@@ -353,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run-notebook --jobs (default: cores, {os.cpu_count()})",
     )
     parser.add_argument(
+        "--runner-baseline-jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also time run-notebook with --jobs N, our own runner's baseline "
+        "(default: %(default)s; skipped when --jobs is N)",
+    )
+    parser.add_argument(
         "--workdir",
         metavar="DIR",
         default=None,
@@ -367,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = sys.stderr
     experiments = list(dict.fromkeys(args.experiments))
     try:
+        if args.runner_baseline_jobs < 1:
+            raise BenchInputError(
+                [f"--runner-baseline-jobs must be at least 1, got {args.runner_baseline_jobs}"]
+            )
         plan, tools = validate(args.notebook, experiments, args.jobs, args.workdir)
     except BenchInputError as exc:
         print(f"{PROG}: nothing was run:\n{exc}", file=err)
@@ -385,6 +407,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sequential_s, seq_failures = run_sequential(plan, tools, workdir, log)
     batch_s, batch_failures = run_batch_arm(plan, tools, args.jobs, workdir, log)
     failures += seq_failures + batch_failures
+    runner_baseline_s: float | None = None
+    if args.runner_baseline_jobs != args.jobs:
+        runner_baseline_s, base_failures = run_batch_arm(
+            plan, tools, args.runner_baseline_jobs, workdir, log, arm=RUNNER_BASELINE_ARM
+        )
+        failures += base_failures
 
     if failures and not keep:
         log(f"some runs failed; their notebooks and logs stay in {workdir}")
@@ -400,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "empty_run_s": [round(s, 4) for s in empty_s],
         "sequential_s": round(sequential_s, 4),
         "batch_s": round(batch_s, 4),
+        "runner_baseline_jobs": args.runner_baseline_jobs,
+        "runner_baseline_s": None if runner_baseline_s is None else round(runner_baseline_s, 4),
         "failed_runs": [f.as_dict() for f in failures],
     }
     print(json.dumps(raw), flush=True)

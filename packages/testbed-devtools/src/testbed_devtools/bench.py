@@ -11,18 +11,31 @@ idempotent re-run             ``site.yml`` again: seconds and the ``changed`` co
 spawn, one user               login form submitted -> JupyterLab answers 200, p50/p95
                               over ``--samples`` new users, one at a time; CPU seconds
                               the whole machine spent per spawn (idle rate subtracted)
-spawn, burst                  ``--burst`` new users log in at the same moment: p50/p95,
-                              the last one ready, failures
+idle server memory            RSS of the first of those users' server once idle (the
+                              processes of its container, from ``/proc`` inside the
+                              base station), and its cgroup's figures
+spawn in Chromium             login form submitted -> JupyterLab rendered (its main
+                              area shown, the splash screen gone) in Debian's Chromium
+                              driven by Playwright, ``--browser-samples`` new users
+spawn, burst                  ``--burst`` new users log in at the same moment: first,
+                              p50, last ready, failures
+spawn, large burst            every server stopped, then ``--burst-large`` new users at
+                              once: the last one ready, failures; the hub process's CPU
+                              seconds over the burst and its RSS with those servers
+                              running (``/proc/<MainPID of jupyterhub>`` in the station)
 auth overhead                 nginx with auth_request vs without (same requests, same
                               run, real JupyterHub upstream), cache on and off
 batch speed-up                ``run-notebook --jobs <cores>`` vs a sequential loop of
-                              the ``papermill`` CLI, 20 experiments, in the notebook image
+                              the ``papermill`` CLI and vs ``run-notebook --jobs 1``,
+                              20 experiments, in the notebook image; a papermill run of
+                              an empty notebook
 image size                    the notebook image on the base station
 ============================  ==========================================================
 
 Prints a table (figure, value, target, PASS/FAIL) and writes every raw figure as
 JSON (``artifacts/bench/bench.json``). Exit 0 when every step ran, 1 when a step
-failed (a target not met is reported, not an error). The statistics, the targets,
+failed (a target not met is reported, not an error); a figure whose step failed
+is printed as "not measured" with FAIL. The statistics, the targets,
 the table and the JSON file come from :mod:`testbed_devtools.stats`; the auth
 overhead's raw samples from :mod:`testbed_proxy.bench` (run inside the base
 station, through loopback listeners it installs there after the re-run), the
@@ -47,8 +60,19 @@ from pathlib import Path
 from typing import Any
 
 from testbed_devtools.hubclient import HubSession
-from testbed_devtools.stats import TARGETS, Row, judge, percentile, ratio, table, write_json
+from testbed_devtools.stats import (
+    TARGETS,
+    Row,
+    judge,
+    judge_all,
+    not_measured,
+    percentile,
+    ratio,
+    table,
+    write_json,
+)
 from testbed_hub.auth import identity_to_username
+from testbed_hub.migrate import CONTAINER_PREFIX
 from testbed_proxy import bench as proxy_bench
 
 # The repository (editable install): the first folder above this file holding site.yml.
@@ -64,6 +88,12 @@ BATCH_USER = "bench-batch"
 LISTENERS_CONF = "/etc/nginx/conf.d/testbed-hub-bench.conf"
 LISTENERS_PORT = 8090
 LISTENERS_CACHE_S = 10
+# The demo's admin (inventory/demo): stops every server before the large burst.
+ADMIN = "alice@testbed.example"
+# Chromium as the browser tests launch it (tests/e2e/conftest.py).
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server", "--disable-gpu"]
+MB = 1024 * 1024
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
     r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
@@ -93,6 +123,73 @@ def busy_cpu_seconds(stat: Path = Path("/proc/stat"), ticks_per_s: int | None = 
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     ticks = ticks_per_s or os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq + steal) / ticks
+
+
+def sections(text: str) -> dict[str, str]:
+    """A probe's output split at its ``== name`` lines: ``{name: text below it}``."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("== "):
+            current = out.setdefault(line[3:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in out.items()}
+
+
+def parse_proc_stat(text: str, ticks_per_s: int) -> dict[str, float]:
+    """User and system CPU seconds of a process from its ``/proc/<pid>/stat`` line.
+
+    The command name (field 2) is in parentheses and may hold spaces: the fields
+    are counted after its closing parenthesis; utime and stime are fields 14 and 15.
+    """
+    if ")" not in text:
+        raise ValueError(f"not a /proc/<pid>/stat line: {text[:80]!r}")
+    rest = text[text.rindex(")") + 1 :].split()
+    if len(rest) < 13:
+        raise ValueError(f"/proc/<pid>/stat line too short: {text[:80]!r}")
+    utime, stime = int(rest[11]) / ticks_per_s, int(rest[12]) / ticks_per_s
+    return {"utime_s": utime, "stime_s": stime, "cpu_s": utime + stime}
+
+
+def parse_proc_status(text: str) -> dict[str, int]:
+    """The ``kB`` fields of ``/proc/<pid>/status`` (VmRSS, VmHWM, ...) in bytes."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            out[key.strip()] = int(parts[0]) * 1024
+    return out
+
+
+def parse_memory_stat(text: str) -> dict[str, int]:
+    """A cgroup's ``memory.stat`` (``name value`` lines) as a dict of integers."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_mem_usage(text: str) -> int:
+    """Bytes used from ``docker stats``' MemUsage (``"123.4MiB / 7.6GiB"``)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*(/.*)?", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a docker stats memory usage: {text!r}")
+    return round(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 class Instance:
@@ -215,39 +312,287 @@ def spawn_single(
         res["cpu_s"] = round(cpu() - c0 - idle_rate * elapsed, 2)
         runs.append(res)
         log(f"spawn {res['user']}: {res.get('ready_s', res.get('error'))} s, cpu {res['cpu_s']} s")
-    ready = [r["ready_s"] for r in runs if r["ok"]]
     return {
         "runs": runs,
         "idle_cpu_rate": round(idle_rate, 3),
-        "failures": sum(not r["ok"] for r in runs),
-        "p50_s": round(percentile(ready, 50), 2) if ready else None,
-        "p95_s": round(percentile(ready, 95), 2) if ready else None,
+        **ready_figures(runs),
         "cpu_s_median": round(percentile((r["cpu_s"] for r in runs), 50), 2),
     }
 
 
-def spawn_burst(base_url: str, users: list[str]) -> dict[str, Any]:
-    """All users submit the login form at the same moment (threads behind a barrier)."""
+def ready_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """First / p50 / p95 / last ready of the spawns that succeeded, and the failures."""
+    ready = [r["ready_s"] for r in runs if r["ok"]]
+    return {
+        "failures": sum(not r["ok"] for r in runs),
+        "first_s": round(min(ready), 2) if ready else None,
+        "p50_s": round(percentile(ready, 50), 2) if ready else None,
+        "p95_s": round(percentile(ready, 95), 2) if ready else None,
+        "all_ready_s": round(max(ready), 2) if ready else None,
+    }
+
+
+def spawn_burst(
+    base_url: str,
+    users: list[str],
+    *,
+    spawn: Callable[..., dict[str, Any]] = spawn_one,
+    timeout: float = 180.0,
+) -> dict[str, Any]:
+    """All users submit the login form at the same moment (threads behind a barrier).
+
+    ``all_ready_s`` is the last one ready; ``runs`` keep the users' order.
+    """
     barrier = threading.Barrier(len(users))
 
     def go(user: str) -> dict[str, Any]:
         barrier.wait()
-        return spawn_one(base_url, user, timeout=180.0)
+        return spawn(base_url, user, timeout=timeout)
 
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(users)) as pool:
         runs = list(pool.map(go, users))
     wall = time.monotonic() - t0
-    ready = [r["ready_s"] for r in runs if r["ok"]]
+    return {"users": len(users), "runs": runs, **ready_figures(runs), "wall_s": round(wall, 2)}
+
+
+# -- inside the base station: the hub process, a user's server -----------------------
+HUB_PROBE = (
+    "pid=$(systemctl show -p MainPID --value jupyterhub.service); "
+    'echo "== pid"; echo "$pid"; '
+    'echo "== ticks"; getconf CLK_TCK; '
+    'echo "== stat"; cat "/proc/$pid/stat"; '
+    'echo "== status"; cat "/proc/$pid/status"; '
+    f'echo "== servers"; docker ps -q --filter "name=^{CONTAINER_PREFIX}-" | wc -l'
+)
+
+
+def parse_hub_probe(text: str) -> dict[str, Any]:
+    """The hub process's pid, CPU seconds, RSS and peak RSS (bytes), and the number
+    of user servers running, from the output of :data:`HUB_PROBE`."""
+    sec = sections(text)
+    pid = int(sec.get("pid") or 0)
+    if pid <= 0 or "stat" not in sec:
+        raise RuntimeError(
+            f"no running jupyterhub process on the station (MainPID {sec.get('pid')!r}): "
+            "check `systemctl status jupyterhub` there"
+        )
+    cpu = parse_proc_stat(sec["stat"], int(sec["ticks"]))
+    status = parse_proc_status(sec.get("status", ""))
     return {
-        "users": len(users),
-        "runs": runs,
-        "failures": sum(not r["ok"] for r in runs),
-        "p50_s": round(percentile(ready, 50), 2) if ready else None,
-        "p95_s": round(percentile(ready, 95), 2) if ready else None,
-        "all_ready_s": round(max(ready), 2) if ready else None,
-        "wall_s": round(wall, 2),
+        "pid": pid,
+        "cpu_s": cpu["cpu_s"],
+        "rss_bytes": status.get("VmRSS"),
+        "hwm_bytes": status.get("VmHWM"),
+        "servers": int(sec.get("servers") or 0),
     }
+
+
+def hub_probe(inst: Instance) -> dict[str, Any]:
+    return parse_hub_probe(inst.check_output(HUB_PROBE))
+
+
+def hub_usage(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """The hub's CPU seconds between two probes (and in % of one core over ``wall_s``),
+    its RSS and peak RSS at the second one, with the servers then running."""
+    if before["pid"] != after["pid"]:
+        raise RuntimeError(
+            f"the hub restarted during the burst (pid {before['pid']} -> {after['pid']}): "
+            "see `journalctl -u jupyterhub` on the station"
+        )
+    cpu_s = after["cpu_s"] - before["cpu_s"]
+
+    def mb(value: int | None) -> float | None:
+        return None if value is None else round(value / MB, 1)
+
+    return {
+        "pid": after["pid"],
+        "cpu_s": round(cpu_s, 2),
+        "wall_s": round(wall_s, 2),
+        "cpu_pct": round(100 * cpu_s / wall_s, 1) if wall_s > 0 else None,
+        "rss_mb": mb(after["rss_bytes"]),
+        "peak_rss_mb": mb(after["hwm_bytes"]),
+        "servers_running": after["servers"],
+    }
+
+
+def server_memory_probe(container: str) -> str:
+    """A shell script for the station: the memory of one user's container, as
+    :func:`parse_server_memory` reads it (cgroup v2, else v1's memory controller)."""
+    c = shlex.quote(container)
+    return (
+        f"pid=$(docker inspect --format '{{{{.State.Pid}}}}' {c}) || exit 3; "
+        "d=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup); "
+        '[ -f "$d/memory.stat" ] || '
+        "d=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:[^:]*memory[^:]*://p' /proc/$pid/cgroup); "
+        'echo "== cgroup"; echo "$d"; '
+        'echo "== memory.stat"; cat "$d/memory.stat" 2>/dev/null; '
+        'echo "== memory.current"; '
+        'cat "$d/memory.current" 2>/dev/null || cat "$d/memory.usage_in_bytes" 2>/dev/null; '
+        'for p in $(cat "$d/cgroup.procs" 2>/dev/null || echo "$pid"); do '
+        'echo "== status $p"; cat "/proc/$p/status" 2>/dev/null; done; '
+        f'echo "== docker stats"; docker stats --no-stream --format "{{{{.MemUsage}}}}" {c}'
+    )
+
+
+def parse_server_memory(text: str) -> dict[str, Any]:
+    """RSS of a user's server: the sum of VmRSS over its container's processes; with its
+    cgroup's anonymous memory and usage and ``docker stats``' figure beside it (MB)."""
+    sec = sections(text)
+    procs = [parse_proc_status(v) for k, v in sec.items() if k.startswith("status ")]
+    rss = [p["VmRSS"] for p in procs if "VmRSS" in p]
+    if not rss:
+        raise RuntimeError(f"no process of the server's container found in {sec.get('cgroup')}")
+    stat = parse_memory_stat(sec.get("memory.stat", ""))
+    anon = stat.get("anon", stat.get("total_rss", stat.get("rss")))
+    current = sec.get("memory.current", "")
+    try:
+        docker_stats = parse_mem_usage(sec.get("docker stats", ""))
+    except ValueError:
+        docker_stats = None
+
+    def mb(value: int | None) -> float | None:
+        return None if value is None else round(value / MB, 1)
+
+    return {
+        "rss_mb": mb(sum(rss)),
+        "processes": len(rss),
+        "cgroup": sec.get("cgroup"),
+        "cgroup_anon_mb": mb(anon),
+        "cgroup_current_mb": mb(int(current)) if current.isdigit() else None,
+        "docker_stats_mb": mb(docker_stats),
+    }
+
+
+def server_memory(inst: Instance, user: str) -> dict[str, Any]:
+    """The memory of ``user``'s (idle) server, its container on the station."""
+    container = f"{CONTAINER_PREFIX}-{identity_to_username(user)}"
+    res = parse_server_memory(inst.check_output(server_memory_probe(container)))
+    log(f"idle server {container}: RSS {res['rss_mb']} MB over {res['processes']} process(es)")
+    return {"container": container, **res}
+
+
+def stop_servers(base_url: str, admin: str = ADMIN, timeout: float = 180.0) -> dict[str, Any]:
+    """Stop every user's server through the hub's REST API as the admin (the admin's
+    own too), and wait until the hub lists none active."""
+    s = HubSession(base_url)
+    s.login(admin)
+    headers = {"Accept": "application/json", **s._hub_xsrf()}
+    t0 = time.monotonic()
+    stopped: set[str] = set()
+    while True:
+        r = s.http.get(s.hub("hub/api/users?state=active"), headers=headers, timeout=30)
+        if r.status_code != 200:
+            raise RuntimeError(f"GET hub/api/users as {admin}: {r.status_code} {r.text[:300]}")
+        active = r.json()
+        if not active:
+            return {"stopped": len(stopped), "seconds": round(time.monotonic() - t0, 1)}
+        for user in active:
+            if user.get("pending"):  # spawning or stopping: look again
+                continue
+            d = s.http.delete(
+                s.hub(f"hub/api/users/{user['name']}/server"), headers=headers, timeout=30
+            )
+            if d.status_code not in (202, 204, 400):  # 400: not running (any more)
+                raise RuntimeError(f"stop {user['name']}: {d.status_code} {d.text[:300]}")
+            stopped.add(user["name"])
+        if time.monotonic() - t0 > timeout:
+            names = ", ".join(sorted(u["name"] for u in active))
+            raise RuntimeError(f"servers still active after {timeout} s: {names}")
+        time.sleep(0.5)
+
+
+def spawn_burst_large(
+    inst: Instance,
+    base_url: str,
+    users: list[str],
+    *,
+    stop: Callable[[], dict[str, Any]] | None = None,
+    probe: Callable[[], dict[str, Any]] | None = None,
+    burst: Callable[[str, list[str]], dict[str, Any]] = spawn_burst,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Every server stopped, then a burst; the hub's CPU over it and RSS after it.
+
+    A failed hub probe leaves the burst's own figures and says why in ``hub``.
+    """
+    stopped = (stop or (lambda: stop_servers(base_url)))()
+    probe = probe or (lambda: hub_probe(inst))
+    try:
+        before: dict[str, Any] | None = probe()
+    except Exception as exc:  # noqa: BLE001 - the burst's figures still count
+        before, hub_error = None, f"{type(exc).__name__}: {exc}"
+    t0 = clock()
+    res = burst(base_url, users)
+    wall = clock() - t0
+    if before is not None:
+        try:
+            res["hub"] = hub_usage(before, probe(), wall)
+        except Exception as exc:  # noqa: BLE001
+            res["hub"] = {"error": f"{type(exc).__name__}: {exc}"}
+    else:
+        res["hub"] = {"error": hub_error}
+    res["stopped_before"] = stopped
+    return res
+
+
+# -- in Chromium -----------------------------------------------------------------------
+def browser_login(browser: Any, base_url: str, user: str, timeout: float = 120.0) -> dict:
+    """One new user in a fresh browser profile: login form submitted -> JupyterLab
+    rendered (its main dock panel visible and the splash screen, shown until the
+    workspace is restored, gone)."""
+    name = identity_to_username(user)
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
+    ms = timeout * 1000
+    try:
+        page = ctx.new_page()
+        page.goto(f"{base_url}/jupyter/", timeout=ms)
+        page.fill("input[name=username]", user, timeout=ms)
+        t0 = time.monotonic()
+        page.click("button[type=submit]", timeout=ms)
+        page.wait_for_url(re.compile(rf"/jupyter/user/{re.escape(name)}/lab"), timeout=ms)
+        page.wait_for_selector("#jp-main-dock-panel", state="visible", timeout=ms)
+        page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=ms)
+        return {"user": name, "ok": True, "ready_s": round(time.monotonic() - t0, 3)}
+    except Exception as exc:  # noqa: BLE001 - a failed login is a figure, not a crash
+        return {"user": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        ctx.close()
+
+
+def spawn_browser(
+    base_url: str,
+    users: list[str],
+    settle_s: float = 3.0,
+    *,
+    chromium: str = CHROMIUM,
+    login: Callable[[Any, str, str], dict[str, Any]] = browser_login,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """New users one at a time in Chromium (Playwright), as the browser tests launch it.
+
+    Without Playwright or Chromium it raises: the figure is then "not measured".
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise RuntimeError(
+            f"Playwright is not importable ({exc}): install the developer tooling (make venv)"
+        ) from None
+    if not Path(chromium).exists():
+        raise RuntimeError(f"{chromium} is missing: run `make host` (installs Debian's chromium)")
+    runs = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            for user in users:
+                res = login(browser, base_url, user)
+                runs.append(res)
+                log(f"browser {res['user']}: {res.get('ready_s', res.get('error'))} s")
+                sleep(settle_s)
+        finally:
+            browser.close()
+    return {"runs": runs, **ready_figures(runs)}
 
 
 def install_listeners(
@@ -287,8 +632,10 @@ def batch_summary(raw: dict[str, Any]) -> dict[str, Any]:
     """The batch figures from the raw timings of :mod:`testbed_devtools.batch_bench`.
 
     ``speedup`` is ``sequential_s / batch_s`` (None when ``batch_s`` is not
-    positive); the overheads are medians (p50) of their samples, None when a
-    sample failed; ``meets_target`` needs no failure and the speed-up target.
+    positive), ``runner_speedup`` our own runner's ``runner_baseline_s / batch_s``
+    (``--jobs 1`` vs ``--jobs N``; None when that arm did not run); the overheads
+    are medians (p50) of their samples, None when a sample failed;
+    ``meets_target`` needs no failure and the speed-up target.
     """
     complete = raw.get("overhead_samples", 0)
 
@@ -298,12 +645,16 @@ def batch_summary(raw: dict[str, Any]) -> dict[str, Any]:
     target = TARGETS["batch_speedup"]
     speedup = ratio(raw["sequential_s"], raw["batch_s"])
     failed = list(raw.get("failed_runs", []))
+    baseline_s = raw.get("runner_baseline_s")
     return {
         "experiments": raw["experiments"],
         "jobs": raw["jobs"],
         "sequential_s": round(raw["sequential_s"], 3),
         "batch_s": round(raw["batch_s"], 3),
         "speedup": speedup,
+        "runner_baseline_jobs": raw.get("runner_baseline_jobs"),
+        "runner_baseline_s": None if baseline_s is None else round(baseline_s, 3),
+        "runner_speedup": None if baseline_s is None else ratio(baseline_s, raw["batch_s"]),
         "kernel_start_s": p50(raw["kernel_start_s"]),
         "empty_run_s": p50(raw["empty_run_s"]),
         "failures": len(failed),
@@ -373,87 +724,244 @@ def image_size(inst: Instance) -> dict[str, Any]:
 
 
 # -- report ------------------------------------------------------------------------------
-def rows(res: dict[str, Any]) -> list[Row]:
-    """The table's rows, each figure beside its target (``stats.TARGETS``); absent steps
-    are skipped."""
-    out = []
-    if fc := res.get("fresh_converge"):
-        v = fc["seconds"]
-        out.append(
-            judge(
-                "fresh converge (container + site.yml, image build)",
-                f"{v:.0f} s",
-                "fresh_converge_s",
-                v,
-            )
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} s"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} MB"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _fresh_converge(fc: dict[str, Any]) -> list[Row]:
+    v = fc["seconds"]
+    return [judge(FIGURES["fresh_converge"][0][0], f"{v:.0f} s", "fresh_converge_s", v)]
+
+
+def _rerun(rr: dict[str, Any]) -> list[Row]:
+    v = rr["seconds"]
+    return [
+        judge(
+            FIGURES["rerun"][0][0],
+            f"{v:.0f} s, changed={rr['changed']}",
+            "rerun_s",
+            v,
+            ("changed=0", rr["changed"] == 0),
         )
-    if rr := res.get("rerun"):
-        v = rr["seconds"]
-        out.append(
-            judge(
-                "idempotent re-run of site.yml",
-                f"{v:.0f} s, changed={rr['changed']}",
-                "rerun_s",
-                v,
-                ("changed=0", rr["changed"] == 0),
-            )
+    ]
+
+
+def _spawn_single(sp: dict[str, Any]) -> list[Row]:
+    (spawn, _), (cpu, _) = FIGURES["spawn_single"]
+    return [
+        judge_all(
+            f"{spawn} (n={len(sp['runs'])})",
+            f"p50 {_s(sp['p50_s'])}, p95 {_s(sp['p95_s'])}, failed {sp['failures']}",
+            {"spawn_p50_s": sp["p50_s"], "spawn_p95_s": sp["p95_s"]},
+            ("0 failed", sp["failures"] == 0),
+        ),
+        judge(cpu, _s(sp["cpu_s_median"]), "spawn_cpu_s", sp["cpu_s_median"]),
+    ]
+
+
+def _server_memory(sm: dict[str, Any]) -> list[Row]:
+    return [
+        judge(
+            FIGURES["server_memory"][0][0],
+            f"{_mb(sm['rss_mb'])} ({sm['processes']} process(es); cgroup anon "
+            f"{_mb(sm.get('cgroup_anon_mb'))}, docker stats {_mb(sm.get('docker_stats_mb'))})",
+            "server_rss_mb",
+            sm["rss_mb"],
         )
-    if sp := res.get("spawn_single"):
-        out.append(
-            judge(
-                f"spawn 1 user, login -> JupyterLab (n={len(sp['runs'])})",
-                f"p50 {sp['p50_s']} s, p95 {sp['p95_s']} s, failed {sp['failures']}",
-                "spawn_p50_s",
-                sp["p50_s"],
-            )
+    ]
+
+
+def _spawn_browser(br: dict[str, Any]) -> list[Row]:
+    return [
+        judge(
+            f"{FIGURES['spawn_browser'][0][0]} (n={len(br['runs'])})",
+            f"p50 {_s(br['p50_s'])}, p95 {_s(br['p95_s'])}, failed {br['failures']}",
+            "browser_p50_s",
+            br["p50_s"],
+            ("0 failed", br["failures"] == 0),
         )
-        out.append(Row("CPU seconds per spawn (whole machine, median)", f"{sp['cpu_s_median']} s"))
-    if bu := res.get("spawn_burst"):
-        out.append(
-            judge(
-                f"burst of {bu['users']} users at once",
-                f"p50 {bu['p50_s']} s, p95 {bu['p95_s']} s, last {bu['all_ready_s']} s, "
-                f"failed {bu['failures']}",
-                "burst_all_ready_s",
-                bu["all_ready_s"],
-                ("0 failed", bu["failures"] == 0),
-            )
+    ]
+
+
+def _spawn_burst(bu: dict[str, Any]) -> list[Row]:
+    return [
+        judge_all(
+            f"burst: {bu['users']} new users at once, first / p50 / last ready",
+            f"first {_s(bu['first_s'])}, p50 {_s(bu['p50_s'])}, last {_s(bu['all_ready_s'])}, "
+            f"failed {bu['failures']}",
+            {
+                "burst_first_s": bu["first_s"],
+                "burst_p50_s": bu["p50_s"],
+                "burst_last_s": bu["all_ready_s"],
+            },
+            ("0 failed", bu["failures"] == 0),
         )
-    if au := res.get("auth"):
-        ratios = au["ratio"]
-        out.append(
-            judge(
-                "nginx auth_request overhead, cache on (ratio)",
-                f"{ratios['auth_cached']:.2f}x",
-                "auth_ratio_cached",
-                ratios["auth_cached"],
-            )
+    ]
+
+
+def _spawn_burst_large(bl: dict[str, Any]) -> list[Row]:
+    n = bl["users"]
+    out = [
+        judge(
+            f"burst: {n} new users at once, last ready",
+            f"last {_s(bl['all_ready_s'])} (first {_s(bl['first_s'])}, p50 {_s(bl['p50_s'])}), "
+            f"failed {bl['failures']}",
+            "burst_large_last_s",
+            bl["all_ready_s"],
+            ("0 failed", bl["failures"] == 0),
         )
-        out.append(Row("nginx auth_request overhead, cache off (ratio)", f"{ratios['auth']:.2f}x"))
-    if ba := res.get("batch"):
-        speedup = "-" if ba["speedup"] is None else f"{ba['speedup']:.2f}x"
-        out.append(
-            judge(
-                f"batch {ba['experiments']} experiments, --jobs {ba['jobs']} vs papermill loop",
-                f"{speedup} ({ba['sequential_s']:.1f} s -> {ba['batch_s']:.1f} s)",
-                "batch_speedup",
-                ba["speedup"],
-                ("0 failed", not ba["failures"]),
-            )
-        )
+    ]
+    hub = bl.get("hub") or {"error": "no hub figures"}
+    (_, _), (cpu, _), (rss, _) = FIGURES["spawn_burst_large"]
+    if "error" in hub:
+        return out + [not_measured(cpu, [], hub["error"]), not_measured(rss, [], hub["error"])]
+    pct = "-" if hub["cpu_pct"] is None else f"{hub['cpu_pct']:g}%"
+    return out + [
+        Row(f"{cpu} of {n}", f"{_s(hub['cpu_s'])} CPU in {_s(hub['wall_s'])} ({pct} of a core)"),
+        Row(
+            f"{rss} ({hub['servers_running']} servers running)",
+            f"{_mb(hub['rss_mb'])} (peak {_mb(hub['peak_rss_mb'])})",
+        ),
+    ]
+
+
+def _auth(au: dict[str, Any]) -> list[Row]:
+    ratios = au["ratio"]
+    (cached, _), (uncached, _) = FIGURES["auth"]
+    return [
+        judge(cached, _x(ratios["auth_cached"]), "auth_ratio_cached", ratios["auth_cached"]),
+        Row(uncached, _x(ratios["auth"])),
+    ]
+
+
+def _batch(ba: dict[str, Any]) -> list[Row]:
+    (empty, _), (kernel, _), (_, _), (runner, _) = FIGURES["batch"]
+    jobs, base = ba["jobs"], ba.get("runner_baseline_jobs")
+    out = [
+        judge(empty, _s(ba["empty_run_s"]), "empty_run_s", ba["empty_run_s"]),
+        Row(kernel, _s(ba["kernel_start_s"])),
+        judge(
+            f"{ba['experiments']} experiments, run-notebook --jobs {jobs} vs papermill CLI loop",
+            f"{_x(ba['speedup'])} ({ba['sequential_s']:.1f} s -> {ba['batch_s']:.1f} s)",
+            "batch_speedup",
+            ba["speedup"],
+            ("0 failed", not ba["failures"]),
+        ),
+    ]
+    if ba.get("runner_speedup") is not None:
         out.append(
             Row(
-                "per-run overhead: kernel start / empty papermill run",
-                f"{ba['kernel_start_s']} s / {ba['empty_run_s']} s",
+                f"{ba['experiments']} experiments, run-notebook --jobs {jobs} vs --jobs {base}",
+                f"{_x(ba['runner_speedup'])} ({ba['runner_baseline_s']:.1f} s -> "
+                f"{ba['batch_s']:.1f} s)",
             )
         )
-    if im := res.get("image"):
-        out.append(judge("notebook image size", f"{im['gb']:.2f} GB", "image_size_gb", im["gb"]))
+    else:
+        out.append(not_measured(runner, [], f"run-notebook --jobs {base} did not run"))
     return out
 
 
+def _image(im: dict[str, Any]) -> list[Row]:
+    return [judge(FIGURES["image"][0][0], f"{im['gb']:.2f} GB", "image_size_gb", im["gb"])]
+
+
+# Each step's figures and target keys, in the table's order; what a failed step prints
+# in their place ("not measured", FAIL).
+FIGURES: dict[str, list[tuple[str, list[str]]]] = {
+    "fresh_converge": [
+        ("fresh converge (container + site.yml, image build)", ["fresh_converge_s"])
+    ],
+    "rerun": [("idempotent re-run of site.yml", ["rerun_s"])],
+    "spawn_single": [
+        ("spawn 1 new user, login -> JupyterLab answers", ["spawn_p50_s", "spawn_p95_s"]),
+        ("CPU seconds per spawn (whole machine, median)", ["spawn_cpu_s"]),
+    ],
+    "server_memory": [("memory of one idle user server (RSS)", ["server_rss_mb"])],
+    "spawn_browser": [("login -> JupyterLab rendered in Chromium", ["browser_p50_s"])],
+    "spawn_burst": [
+        (
+            "burst: new users at once, first / p50 / last ready",
+            ["burst_first_s", "burst_p50_s", "burst_last_s"],
+        ),
+    ],
+    "spawn_burst_large": [
+        ("burst: new users at once, last ready", ["burst_large_last_s"]),
+        ("hub CPU during the burst", []),
+        ("hub RSS after the burst", []),
+    ],
+    "auth": [
+        ("nginx auth_request overhead, cache on (ratio)", ["auth_ratio_cached"]),
+        ("nginx auth_request overhead, cache off (ratio)", []),
+    ],
+    "batch": [
+        ("papermill run of an empty notebook (median)", ["empty_run_s"]),
+        ("kernel start and stop (median)", []),
+        ("experiments, run-notebook --jobs N vs papermill CLI loop", ["batch_speedup"]),
+        ("experiments, run-notebook --jobs N vs --jobs 1", []),
+    ],
+    "image": [("notebook image size", ["image_size_gb"])],
+}
+ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "fresh_converge": _fresh_converge,
+    "rerun": _rerun,
+    "spawn_single": _spawn_single,
+    "server_memory": _server_memory,
+    "spawn_browser": _spawn_browser,
+    "spawn_burst": _spawn_burst,
+    "spawn_burst_large": _spawn_burst_large,
+    "auth": _auth,
+    "batch": _batch,
+    "image": _image,
+}
+
+
+def rows(res: dict[str, Any]) -> list[Row]:
+    """The table's rows, each figure beside its target (``stats.TARGETS``).
+
+    A step that failed (``<step>_error``) gives its figures as "not measured" with
+    FAIL; a step that was not run at all (``--reuse``: no fresh converge) is left out.
+    """
+    out: list[Row] = []
+    for key, make in ROWS.items():
+        if step := res.get(key):
+            out += make(step)
+        elif (error := res.get(f"{key}_error")) is not None:
+            out += [not_measured(fig, keys, error) for fig, keys in FIGURES[key]]
+    return out
+
+
+def _marks(ax: Any, ready: list[float], color: str) -> None:
+    """First, p50 and last ready marked and labelled on a burst's curve."""
+    n = len(ready)
+    for label, value, dy in (
+        ("first", ready[0], 6),
+        ("p50", percentile(ready, 50), -10),
+        ("last", ready[-1], -10),
+    ):
+        share = sum(r <= value for r in ready) / n
+        ax.plot([value], [share], "o", color=color, ms=5)
+        ax.annotate(
+            f"{label} {value:.1f} s",
+            (value, share),
+            textcoords="offset points",
+            xytext=(4, dy),
+            fontsize=7,
+            color=color,
+        )
+
+
 def plot(res: dict[str, Any], path: Path) -> Path | None:
-    """Cumulative share of users with a ready JupyterLab over time (single and burst)."""
+    """Left: cumulative share of users with a ready JupyterLab over time (one at a
+    time, in Chromium, each burst), the bursts' first / p50 / last marked. Right: each
+    burst user's wait, in the order they were served, against the burst targets."""
     try:
         import matplotlib
 
@@ -461,33 +969,67 @@ def plot(res: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    labels = {
+        "spawn_single": lambda d: f"one at a time (n={len(d['runs'])})",
+        "spawn_browser": lambda d: f"one at a time, Chromium rendered (n={len(d['runs'])})",
+        "spawn_burst": lambda d: f"burst of {d['users']} at once",
+        "spawn_burst_large": lambda d: f"burst of {d['users']} at once",
+    }
     series = [
-        (
-            f"one at a time (n={len(res[k]['runs'])})"
-            if k == "spawn_single"
-            else f"burst of {res[k]['users']} at once",
-            sorted(r["ready_s"] for r in res[k]["runs"] if r["ok"]),
-        )
-        for k in ("spawn_single", "spawn_burst")
-        if k in res
+        (key, label(res[key]), sorted(r["ready_s"] for r in res[key]["runs"] if r["ok"]))
+        for key, label in labels.items()
+        if res.get(key) and res[key].get("runs")
     ]
     if not series:
         return None
-    single, burst = TARGETS["spawn_p50_s"], TARGETS["burst_all_ready_s"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for label, ready in series:
-        if ready:
-            ax.step(
-                ready, [(i + 1) / len(ready) for i in range(len(ready))], where="post", label=label
-            )
-    ax.axvline(single.limit, color="grey", ls=":", label=f"target p50, one user ({single})")
-    ax.axvline(burst.limit, color="grey", ls="--", label=f"target, burst ({burst})")
+    fig, (ax, order) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=[3, 2])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (key, label, ready) in enumerate(series):
+        color = colors[i % len(colors)]
+        if not ready:
+            continue
+        shares = [(j + 1) / len(ready) for j in range(len(ready))]
+        ax.step(ready, shares, where="post", label=label, color=color)
+        if key.startswith("spawn_burst"):
+            _marks(ax, ready, color)
+            order.plot(range(1, len(ready) + 1), ready, ".-", color=color, label=label, ms=4)
+    ax.axvline(
+        TARGETS["spawn_p50_s"].limit,
+        color="grey",
+        ls=":",
+        lw=1,
+        label=f"target one user ({TARGETS['spawn_p50_s']})",
+    )
+    ax.axvline(
+        TARGETS["burst_last_s"].limit,
+        color="grey",
+        ls="--",
+        lw=1,
+        label=f"target burst ({TARGETS['burst_last_s']})",
+    )
+    ax.axvline(
+        TARGETS["burst_large_last_s"].limit,
+        color="grey",
+        ls="-.",
+        lw=1,
+        label=f"target large burst ({TARGETS['burst_large_last_s']})",
+    )
     ax.set_xlabel("seconds from login to a ready JupyterLab")
     ax.set_ylabel("share of users ready")
     ax.set_ylim(0, 1.05)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
+    for key, ls in (("burst_first_s", ":"), ("burst_p50_s", "--"), ("burst_last_s", "-")):
+        t = TARGETS[key]
+        order.axhline(t.limit, color="grey", ls=ls, lw=1, label=f"target burst, {t}")
+    large = TARGETS["burst_large_last_s"]
+    order.axhline(large.limit, color="grey", ls="-.", lw=1, label=f"target large burst, {large}")
+    order.set_xlabel("users in the order they were served")
+    order.set_ylabel("seconds to a ready JupyterLab")
+    order.set_ylim(bottom=0)
+    order.grid(alpha=0.3)
+    order.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -495,7 +1037,8 @@ def plot(res: dict[str, Any], path: Path) -> Path | None:
 
 
 # -- main -------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """The options and what is wrong with them (empty: nothing)."""
     p = argparse.ArgumentParser(
         prog="python -m testbed_devtools.bench", description=__doc__.split("\n")[0]
     )
@@ -505,7 +1048,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--samples", type=int, default=5, help="single-user spawns (default %(default)s)"
     )
+    p.add_argument(
+        "--browser-samples",
+        type=int,
+        default=5,
+        help="single-user spawns in Chromium (default %(default)s)",
+    )
     p.add_argument("--burst", type=int, default=20, help="users in the burst (default %(default)s)")
+    p.add_argument(
+        "--burst-large",
+        type=int,
+        default=50,
+        help="users in the large burst, after every server is stopped (default %(default)s)",
+    )
     p.add_argument("--experiments", type=int, default=20, help="batch size (default %(default)s)")
     p.add_argument(
         "--reuse", action="store_true", help="keep an existing bench instance (no fresh converge)"
@@ -516,22 +1071,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench.json")
     args = p.parse_args(argv)
     problems = [
-        f"--{k} must be at least 1 (got {getattr(args, k)})"
-        for k in ("samples", "burst", "experiments")
+        f"--{k.replace('_', '-')} must be at least 1 (got {getattr(args, k)})"
+        for k in ("samples", "browser_samples", "burst", "burst_large", "experiments")
         if getattr(args, k) < 1
     ]
     if args.experiments > 24:
         problems.append(f"--experiments {args.experiments}: the simulator seeds 24 experiments")
+    return args, problems
+
+
+def bench_users(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The bench's new users by step (each spawns once), and every user the station needs."""
+    groups = {
+        "single": ("bench", args.samples),
+        "browser": ("browser", args.browser_samples),
+        "burst": ("burst", args.burst),
+        "burst_large": ("large", args.burst_large),
+    }
+    users = {
+        key: [f"{prefix}-{i:02d}@testbed.example" for i in range(1, n + 1)]
+        for key, (prefix, n) in groups.items()
+    }
+    users["all"] = [ADMIN, "bob@testbed.example", *(u for k in groups for u in users[k])]
+    return users
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, problems = parse_args(argv)
     if problems:
         print("bench: " + "; ".join(problems), file=sys.stderr)
         return 2
 
     out_dir = args.json.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    single = [f"bench-{i:02d}@testbed.example" for i in range(1, args.samples + 1)]
-    burst = [f"burst-{i:02d}@testbed.example" for i in range(1, args.burst + 1)]
-    users = ["alice@testbed.example", "bob@testbed.example", *single, *burst]
-    inventory = write_inventory(out_dir / "inventory", args.name, users)
+    users = bench_users(args)
+    inventory = write_inventory(out_dir / "inventory", args.name, users["all"])
     inst = Instance(args.name)
     res: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},
@@ -565,23 +1139,49 @@ def main(argv: list[str] | None = None) -> int:
         "idempotent re-run: site.yml",
         lambda: ansible(inventory, REPO / "site.yml", out_dir / "rerun.log", []),
     )
-    if "fresh_converge" not in failed:
+    used = ["image", "spawn_single", "server_memory", "spawn_browser", "spawn_burst"]
+    used += ["spawn_burst_large", "auth", "batch"]
+    if "fresh_converge" in failed:
+        for key in used:
+            failed.append(key)
+            res[key + "_error"] = "not run: the fresh converge failed"
+    else:
         base_url = f"https://{inst.ip()}"
         step("image", "notebook image size", lambda: image_size(inst))
         step(
             "spawn_single",
             f"spawn latency, {args.samples} users one at a time",
-            lambda: spawn_single(base_url, single),
+            lambda: spawn_single(base_url, users["single"]),
+        )
+        step(
+            "server_memory",
+            f"memory of one idle server ({users['single'][0]})",
+            lambda: server_memory(inst, users["single"][0]),
+        )
+        step(
+            "spawn_browser",
+            f"login -> JupyterLab rendered in Chromium, {args.browser_samples} users",
+            lambda: spawn_browser(base_url, users["browser"]),
         )
         step(
             "spawn_burst",
             f"spawn latency, burst of {args.burst} users",
-            lambda: spawn_burst(base_url, burst),
+            lambda: spawn_burst(base_url, users["burst"]),
         )
+        step(
+            "spawn_burst_large",
+            f"every server stopped, then a burst of {args.burst_large} users",
+            lambda: spawn_burst_large(inst, base_url, users["burst_large"]),
+        )
+        log("stopping every server (the next figures on a quiet station)")
+        try:
+            res["stopped_after_burst"] = stop_servers(base_url)
+        except Exception as exc:  # noqa: BLE001 - the next figures say whether it mattered
+            log(f"stopping the servers failed: {exc}")
         step(
             "auth",
             "nginx auth overhead (real hub upstream)",
-            lambda: auth_overhead(inst, base_url, "alice@testbed.example"),
+            lambda: auth_overhead(inst, base_url, ADMIN),
         )
         step(
             "batch",
