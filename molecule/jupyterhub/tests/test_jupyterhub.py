@@ -228,10 +228,35 @@ def test_notebook_server_not_reachable_from_outside_the_host(host, server):
             assert s.connect_ex((instance, port)) != 0, f"{instance}:{port} reachable"
 
 
+PIP_SETUP = r"""
+import base64, hashlib, zipfile
+files = {"tbkept/__init__.py": "VALUE = 7\n",
+         "tbkept-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tbkept\nVersion: 1.0\n",
+         "tbkept-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\n"
+                                       "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+def b64(data):
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+rec = [f"{p},sha256={b64(t.encode())},{len(t.encode())}" for p, t in files.items()]
+rec.append("tbkept-1.0.dist-info/RECORD,,")
+with zipfile.ZipFile("/tmp/tbkept-1.0-py3-none-any.whl", "w") as z:
+    for p, t in files.items():
+        z.writestr(p, t)
+    z.writestr("tbkept-1.0.dist-info/RECORD", "\n".join(rec) + "\n")
+"""
+
+
 def test_fresh_user_volume_is_writable_and_survives_restart(host, token, server):
     write = host.run(f"docker exec {CONTAINER} sh -c 'id -u; echo kept > {NB}/persist.txt'")
     assert write.rc == 0, write.stderr
     assert write.stdout.strip() == "1000"
+    # what a researcher sets up in a terminal: a package (pip, no flags)
+    setup = host.run(
+        f"docker exec -i {CONTAINER} bash -l <<'SH'\n"
+        f"python3 - <<'PY'{PIP_SETUP}PY\n"
+        "pip install --no-index /tmp/tbkept-1.0-py3-none-any.whl\n"
+        "SH"
+    )
+    assert setup.rc == 0, setup.stdout + setup.stderr
     assert api(host, token, "DELETE", f"/users/{TEST_USER}/server")["status"] in (202, 204)
     wait_ready(host, token, TEST_USER, ready=False)
     deadline = time.monotonic() + 60
@@ -242,6 +267,12 @@ def test_fresh_user_volume_is_writable_and_survives_restart(host, token, server)
     assert api(host, token, "POST", f"/users/{TEST_USER}/server")["status"] in (201, 202)
     wait_ready(host, token, TEST_USER)
     assert host.check_output(f"docker exec {CONTAINER} cat {NB}/persist.txt") == "kept"
+    kept = host.run(
+        f"docker exec {CONTAINER} bash -lc "
+        "'python -c \"import tbkept; print(tbkept.VALUE, tbkept.__file__)\"'"
+    )
+    assert kept.rc == 0, kept.stderr
+    assert kept.stdout.startswith(f"7 {NB}/.local/lib/python3"), kept.stdout
 
 
 def test_media_is_readable_but_not_writable(host, server):

@@ -64,7 +64,8 @@ def test_runs_as_jovyan_in_the_notebook_dir(host, ref):
         host.check_output(f"docker image inspect {ref} --format '{{{{json .Config}}}}'")
     )
     assert config["User"] == "jovyan"
-    assert config["Cmd"] == ["jupyterhub-singleuser"]
+    # the server ignores the user's own packages (python -s); kernels and terminals do not
+    assert config["Cmd"] == ["python3", "-s", "-m", "jupyterhub.singleuser"]
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
     assert env["TESTBED_MEDIA_DIR"] == "/home/jovyan/nist/media"
@@ -79,6 +80,55 @@ def test_scientific_stack_imports(host, ref):
     )
     assert out.rc == 0, out.stderr
     assert re.match(r"1\.\d", out.stdout.strip())
+
+
+# A pure-Python wheel written by hand (no index is reachable from the instance).
+WHEEL_SCRIPT = r"""
+import base64, hashlib, sys, zipfile
+name, version, value = "tbdemo_pkg", "1.0", sys.argv[2]
+files = {
+    f"{name}/__init__.py": f"VALUE = {value}\n",
+    f"{name}-{version}.dist-info/METADATA":
+        f"Metadata-Version: 2.1\nName: tbdemo-pkg\nVersion: {version}\n",
+    f"{name}-{version}.dist-info/WHEEL":
+        "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = f"{name}-{version}.dist-info/RECORD"
+lines = []
+for path, text in files.items():
+    data = text.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    lines.append(f"{path},sha256={digest},{len(data)}")
+lines.append(f"{record},,")
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+    z.writestr(record, "\n".join(lines) + "\n")
+"""
+
+
+def test_pip_installs_for_the_user_into_the_notebook_directory(host, ref):
+    """`pip install` in a terminal needs no flag and lands on the user's volume;
+    python sees the package, the server's own python -s does not."""
+    # a login shell, as a JupyterLab terminal starts it; the script comes on stdin
+    script = (
+        f"cat > /tmp/mkwheel.py <<'PY'{WHEEL_SCRIPT}PY\n"
+        "python3 /tmp/mkwheel.py /tmp/tbdemo_pkg-1.0-py3-none-any.whl 42\n"
+        "pip install --no-index /tmp/tbdemo_pkg-1.0-py3-none-any.whl >&2\n"
+        "python -c 'import tbdemo_pkg as m; print(m.VALUE, m.__file__)'\n"
+        "python -s -c 'import tbdemo_pkg' 2>/dev/null && echo visible-to-server "
+        "|| echo hidden-from-server\n"
+    )
+    out = host.run(f"docker run -i --rm --entrypoint '' {ref} bash -l <<'SH'\n{script}SH")
+    assert out.rc == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    value, path = lines[-2].split()
+    assert value == "42"
+    assert path.startswith("/home/jovyan/nist/.local/lib/python3"), path
+    assert lines[-1] == "hidden-from-server"
+    env = dict(e.split("=", 1) for e in run(host, ref, "env").stdout.split())
+    for key in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR", "HISTFILE"):
+        assert env[key].startswith("/home/jovyan/nist/."), (key, env[key])
 
 
 def test_single_user_server_matches_the_hub(host, ref):
