@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -19,15 +20,26 @@ class MockTestbedHub(MockHub, TestbedHub):
     pass
 
 
+@contextlib.asynccontextmanager
+async def started_hub(config):
+    """A started MockTestbedHub with ``config``; stopped and cleared afterwards."""
+    MockTestbedHub.clear_instance()
+    app = MockTestbedHub.instance(config=config)
+    await app.initialize([])
+    await app.start()
+    try:
+        yield app
+    finally:
+        app.log.handlers = []
+        MockTestbedHub.clear_instance()
+        await app.stop()
+
+
 @pytest.mark.asyncio
 async def test_hub_api_listens_on_loopback_and_extra_address_only(hub_config):
     extra_port = random_port()
     hub_config.TestbedHub.extra_hub_bind_urls = [f"http://127.0.0.2:{extra_port}"]
-    MockTestbedHub.clear_instance()
-    app = MockTestbedHub.instance(config=hub_config)
-    await app.initialize([])
-    await app.start()
-    try:
+    async with started_hub(hub_config) as app:
         main = await async_requests.get(app.hub.url + "health")
         assert main.status_code == 200
         extra = await async_requests.get(f"http://127.0.0.2:{extra_port}/jupyter/hub/health")
@@ -35,10 +47,6 @@ async def test_hub_api_listens_on_loopback_and_extra_address_only(hub_config):
         # the extra listener is bound to that address only, not to 0.0.0.0
         with pytest.raises(requests.ConnectionError):
             await async_requests.get(f"http://127.0.0.3:{extra_port}/jupyter/hub/health")
-    finally:
-        app.log.handlers = []
-        MockTestbedHub.clear_instance()
-        await app.stop()
 
 
 @pytest.mark.parametrize("url", ["172.30.0.1:8081", "https://172.30.0.1:8081", "http://h"])
@@ -52,11 +60,7 @@ async def test_routes_lost_by_a_proxy_restart_come_back(hub_config):
     """An emptied route table (configurable-http-proxy restarted) is refilled at the
     next route check: the hub's route and every running server's."""
     hub_config.TestbedHub.route_check_interval = 0.2
-    MockTestbedHub.clear_instance()
-    app = MockTestbedHub.instance(config=hub_config)
-    await app.initialize([])
-    await app.start()
-    try:
+    async with started_hub(hub_config) as app:
         orm_user = orm.User(name="alice")
         app.db.add(orm_user)
         app.db.commit()
@@ -73,26 +77,14 @@ async def test_routes_lost_by_a_proxy_restart_come_back(hub_config):
         assert wanted <= set(app.proxy.routes), app.proxy.routes
         assert app.proxy.routes[user.spawner.proxy_spec]["target"] == user.spawner.server.host
         await user.stop()
-    finally:
-        app.log.handlers = []
-        MockTestbedHub.clear_instance()
-        await app.stop()
 
 
 @pytest.mark.asyncio
 async def test_route_check_off_leaves_the_table_alone(hub_config):
     hub_config.TestbedHub.route_check_interval = 0
-    MockTestbedHub.clear_instance()
-    app = MockTestbedHub.instance(config=hub_config)
-    await app.initialize([])
-    await app.start()
-    try:
+    async with started_hub(hub_config) as app:
         assert "route_check" not in app._periodic_callbacks
         app.proxy.routes.clear()
         assert app.missing_routes(app.proxy.routes) == [app.hub.routespec]
         await asyncio.sleep(0.3)
         assert app.proxy.routes == {}
-    finally:
-        app.log.handlers = []
-        MockTestbedHub.clear_instance()
-        await app.stop()

@@ -993,27 +993,13 @@ def plot(res: dict[str, Any], path: Path) -> Path | None:
         if key.startswith("spawn_burst"):
             _marks(ax, ready, color)
             order.plot(range(1, len(ready) + 1), ready, ".-", color=color, label=label, ms=4)
-    ax.axvline(
-        TARGETS["spawn_p50_s"].limit,
-        color="grey",
-        ls=":",
-        lw=1,
-        label=f"target one user ({TARGETS['spawn_p50_s']})",
-    )
-    ax.axvline(
-        TARGETS["burst_last_s"].limit,
-        color="grey",
-        ls="--",
-        lw=1,
-        label=f"target burst ({TARGETS['burst_last_s']})",
-    )
-    ax.axvline(
-        TARGETS["burst_large_last_s"].limit,
-        color="grey",
-        ls="-.",
-        lw=1,
-        label=f"target large burst ({TARGETS['burst_large_last_s']})",
-    )
+    for key, ls, what in (
+        ("spawn_p50_s", ":", "one user"),
+        ("burst_last_s", "--", "burst"),
+        ("burst_large_last_s", "-.", "large burst"),
+    ):
+        target = TARGETS[key]
+        ax.axvline(target.limit, color="grey", ls=ls, lw=1, label=f"target {what} ({target})")
     ax.set_xlabel("seconds from login to a ready JupyterLab")
     ax.set_ylabel("share of users ready")
     ax.set_ylim(0, 1.05)
