@@ -1,4 +1,4 @@
-"""nginx in front: auth_request SSO, identity headers, websockets, TLS, cache, bench.
+"""nginx in front: auth_request SSO, identity headers, API tokens, websockets, TLS, cache, bench.
 
 HTTP requests go from the control node (outside the base-station instance) to
 the instance's address, with the Host the demo's port mapping gives
@@ -381,6 +381,124 @@ def test_web_ui_passes_through_without_identity_headers(https):
     r = request(https, "/", headers=[("X-Authorized-User", "mallory"), ("Accept", "text/html")])
     assert r.status == 200 and b"JupyterHub" in r.body
     assert r.header("X-Frame-Options") == "DENY"  # the web UI's own header is kept
+
+
+# -- JupyterHub API tokens (reverse_proxy_api_tokens_enabled: true, the default) -----
+#
+# The echo stands in for the hub, so what is proven here is what nginx forwards;
+# what the hub makes of a token (owner, other user's server) is
+# tests/e2e/test_api_tokens.py against the full stack.
+
+TOKEN = checks.API_TOKEN_AUTHORIZATIONS["token"]
+
+
+def never_reached_echo(host, marker: str) -> None:
+    """No request with ``marker`` in its URL reached the echo (the hub's place)."""
+    log_marker(host, ECHO_UNIT, f"{ECHO}/jupyter/hub/")
+    assert not any(marker in line for line in log_lines(host, ECHO_UNIT)), (
+        f"a request with {marker} reached the hub"
+    )
+
+
+@pytest.mark.parametrize("case", sorted(checks.API_TOKEN_AUTHORIZATIONS))
+def test_api_token_reaches_hub_without_session_identity_or_secret(host, https, case):
+    """No testbed session and no auth check: the hub gets the request as sent and
+    the token, with no identity header, no secret header and no cookie."""
+    authorization = checks.API_TOKEN_AUTHORIZATIONS[case]
+    path = f"/jupyter/user/alice/api/contents/a%2Fb%20c.ipynb?content=1&case={case}"
+    start = auth_marker(host)
+    r = request(https, path, headers=[("Authorization", authorization), ("Cookie", "_xsrf=2|ab")])
+    end = auth_marker(host)
+    assert r.status == 200, (r.status, r.body[:300])
+    echo = r.json()
+    assert echo["path"] == path
+    checks.assert_token_echo(echo, authorization)
+    assert forwarded_headers(echo, "Host") == ["localhost:8443"]
+    assert forwarded_headers(echo, "X-Forwarded-Proto") == ["https"]
+    assert auth_checks_between(host, start, end) == 0, "nginx asked the auth service"
+
+
+@pytest.mark.parametrize("case", sorted(checks.FORGED_IDENTITY_CASES))
+def test_api_token_with_forged_identity_reaches_hub_without_it(https, case):
+    forged = checks.FORGED_IDENTITY_CASES[case]
+    r = request(https, "/jupyter/hub/api/user", headers=[*forged, ("Authorization", TOKEN)])
+    assert r.status == 200, (r.status, r.body[:300])
+    checks.assert_token_echo(r.json(), TOKEN)
+
+
+@pytest.mark.parametrize("case", sorted(checks.NOT_API_TOKEN_AUTHORIZATIONS))
+def test_not_an_api_token_is_a_browser_request(host, https, case):
+    """Basic, a scheme without its token, another scheme: 401 / login as without it."""
+    authorization = checks.NOT_API_TOKEN_AUTHORIZATIONS[case]
+    marker = f"not-a-token-{case}-{uuid.uuid4().hex[:8]}"
+    checks.assert_plain_401(https, f"/jupyter/hub/api/{marker}", [("Authorization", authorization)])
+    checks.assert_login_redirect(
+        https, f"/jupyter/hub/{marker}?a=1", extra=[("Authorization", authorization)]
+    )
+    never_reached_echo(host, marker)
+
+
+def test_api_token_with_the_session_is_a_browser_request(https, alice, secret):
+    """JupyterLab sends its token with the browser's cookies: the testbed identity
+    and the secret go on as without a token, and the token too."""
+    r = checks.get_as(https, "/jupyter/user/alice/api/status", alice, [("Authorization", TOKEN)])
+    assert r.status == 200, (r.status, r.body[:300])
+    echo = r.json()
+    checks.assert_identity_echo(echo, ALICE[0], secret)
+    assert forwarded_headers(echo, "Authorization") == [TOKEN]
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["jupyterhub-user-alice=2|1:0|10:17", "jupyterhub-session-id=abc", "testbed_session=expired"],
+)
+def test_api_token_after_the_session_ended_is_refused(host, https, cookie):
+    """A browser whose testbed session ended keeps JupyterHub's cookies and
+    JupyterLab's token: nginx still asks for the testbed session."""
+    marker = f"ended-{uuid.uuid4().hex[:8]}"
+    checks.assert_plain_401(
+        https,
+        f"/jupyter/user/alice/api/{marker}",
+        [("Cookie", cookie), ("Authorization", TOKEN)],
+    )
+    never_reached_echo(host, marker)
+
+
+def test_token_query_parameter_reaches_hub_without_identity(https):
+    path = "/jupyter/user/alice/api/kernels/k1/channels?session_id=s1&token=3f2a9c0d"
+    r = request(https, path, headers=[("X-Authorized-User", "mallory@testbed.example")])
+    assert r.status == 200, (r.status, r.body[:300])
+    assert r.json()["path"] == path
+    checks.assert_token_echo(r.json(), None)
+    checks.assert_plain_401(https, "/jupyter/hub/api/user?token=")
+
+
+@pytest.mark.parametrize("path", ["/jupyter/hub/api", "/jupyter/hub/api/"])
+def test_hub_api_root_answers_without_session(https, path):
+    """VS Code's JupyterHub extension asks the hub API's root (the version) before
+    it has a token: that one URL passes anonymously, nothing below it."""
+    r = request(https, path, headers=[("X-Authorized-User", "mallory@testbed.example")])
+    assert r.status == 200, (r.status, r.body[:300])
+    assert r.json()["path"] == path
+    checks.assert_token_echo(r.json(), None)
+
+
+def test_websocket_with_api_token_passes_without_identity(https):
+    ws = websocket(
+        https,
+        "/jupyter/user/alice/api/kernels/k1/channels?session_id=s1",
+        headers=[("Authorization", TOKEN), ("X-Authorized-User", "mallory@testbed.example")],
+    )
+    assert ws.status == 101, (ws.status, ws.headers)
+    first = json.loads(ws.first_frame or b"{}")
+    checks.assert_token_echo(first, TOKEN)
+    assert [v.lower() for v in forwarded_headers(first, "Upgrade")] == ["websocket"]
+    assert ws.reply == b"echo:ping-through-nginx", ws.reply
+
+
+def test_token_route_is_internal(https):
+    r = request(https, "/_reverse_proxy_token", headers=[("Authorization", TOKEN)])
+    assert r.status == 404, (r.status, r.body[:200])
 
 
 # -- failures ----------------------------------------------------------------------

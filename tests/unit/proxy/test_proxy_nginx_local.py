@@ -6,7 +6,8 @@ loopback ports in front of the header-echo upstream and a stub auth service
 whose answer depends on the session cookie. This covers what the Molecule
 scenario cannot switch within one converge: a 403 from the auth service, an
 auth service answering a redirect or too slowly, oauth2-proxy-style variables,
-an absolute login URL with its own query, TLS off, no web UI.
+an absolute login URL with its own query, TLS off, no web UI, API tokens off
+and the hub down behind the token route.
 
 The stub auth service counts the checks it answers per session cookie value,
 so caching is proven by how often nginx asked, not by how fast it answered;
@@ -18,6 +19,7 @@ Skipped when nginx or its set-misc module is not installed
 which fails ``make test``: the skip is not in tests/skips.yml.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -34,8 +36,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testbed_proxy import echo
-from testbed_proxy.client import Target, forwarded_headers, redirect_param, request
+from testbed_proxy import checks, echo
+from testbed_proxy.client import Target, forwarded_headers, redirect_param, request, websocket
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "reverse_proxy"
@@ -184,6 +186,23 @@ def _variants(up: dict, tmp: Path) -> dict[str, dict]:
             "reverse_proxy_web_ui_upstream": "",
             "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check?app=hub",
             "reverse_proxy_login_url": "https://sso.testbed.example/login?app=hub",
+        },
+        "tokens-off": {
+            **common,
+            "reverse_proxy_tls_enabled": False,
+            "reverse_proxy_http_port": free_port(),
+            "reverse_proxy_web_ui_upstream": "",
+            "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check",
+            "reverse_proxy_api_tokens_enabled": False,
+        },
+        # nothing listens on the hub's port: the token route's own error page
+        "hub-down": {
+            **common,
+            "reverse_proxy_tls_enabled": False,
+            "reverse_proxy_http_port": free_port(),
+            "reverse_proxy_web_ui_upstream": "",
+            "reverse_proxy_hub_upstream": f"http://127.0.0.1:{free_port()}",
+            "reverse_proxy_auth_url": f"http://127.0.0.1:{up['auth']}/auth/check",
         },
         # reverse_proxy_auth_header_buffer_size: below the default, its floor, its ceiling
         **{
@@ -521,3 +540,202 @@ def test_auth_header_buffer_is_the_role_variable(sites):
             f"proxy_busy_buffers_size {size};",
         ):
             assert line in auth, (name, auth)
+
+
+# -- JupyterHub API tokens (reverse_proxy_api_tokens_enabled, on by default) -------
+
+TOKEN = checks.API_TOKEN_AUTHORIZATIONS["token"]
+
+
+def _unasked() -> tuple[str, tuple[str, str]]:
+    """A cookie that is no browser session (a token client's cookie jar): the stub
+    counts the auth checks that carried its value, which must stay 0."""
+    value = f"jar-{uuid.uuid4().hex}"
+    return value, ("Cookie", f"_xsrf={value}")
+
+
+@pytest.mark.parametrize("case", sorted(checks.API_TOKEN_AUTHORIZATIONS))
+def test_api_token_reaches_hub_without_identity_secret_or_cookie(sites, case):
+    """No testbed session, no auth check: the hub gets the request line as sent,
+    the token, the forwarding headers, and nothing that names a user."""
+    authorization = checks.API_TOKEN_AUTHORIZATIONS[case]
+    value, cookie = _unasked()
+    path = "/jupyter/user/alice/api/contents/a%2Fb%20c%3F.ipynb?content=1&x=%26%3D+~"
+    t = _tls(sites)
+    r = request(t, path, headers=[("Authorization", authorization), cookie])
+    assert r.status == 200, (r.status, r.body[:300])
+    seen = r.json()
+    assert seen["path"] == path
+    checks.assert_token_echo(seen, authorization)
+    assert forwarded_headers(seen, "Host") == [t.hostport]
+    assert forwarded_headers(seen, "X-Forwarded-Proto") == ["https"]
+    assert StubAuth.hits[value] == 0, "nginx asked the auth service about a token request"
+    assert r.header("Strict-Transport-Security"), "the token route lost the security headers"
+
+
+@pytest.mark.parametrize("case", sorted(checks.FORGED_IDENTITY_CASES))
+def test_api_token_with_forged_identity_reaches_hub_without_it(sites, case):
+    forged = checks.FORGED_IDENTITY_CASES[case]
+    for headers in ([*forged, ("Authorization", TOKEN)], [("Authorization", TOKEN), *forged]):
+        r = request(_tls(sites), "/jupyter/hub/api/user", headers=headers)
+        assert r.status == 200, (r.status, r.body[:300])
+        checks.assert_token_echo(r.json(), TOKEN)
+
+
+@pytest.mark.parametrize("case", sorted(checks.NOT_API_TOKEN_AUTHORIZATIONS))
+def test_not_an_api_token_needs_the_testbed_session(sites, case):
+    """Basic, a scheme without a token, other schemes: the browser way, as today."""
+    authorization = checks.NOT_API_TOKEN_AUTHORIZATIONS[case]
+    t = _tls(sites)
+    checks.assert_plain_401(t, "/jupyter/hub/api/user", [("Authorization", authorization)])
+    checks.assert_login_redirect(
+        t, "/jupyter/hub/home?a=1", extra=[("Authorization", authorization)]
+    )
+
+
+def test_api_token_with_the_testbed_session_stays_a_browser_request(sites):
+    """JupyterLab sends its token with the session cookie: the testbed identity and
+    the secret go on as without a token, the token too (the hub reads both)."""
+    r = request(
+        _tls(sites),
+        "/jupyter/user/alice/api/status",
+        headers=[("Cookie", "testbed_session=user-alice"), ("Authorization", TOKEN)],
+    )
+    assert r.status == 200, (r.status, r.body[:300])
+    seen = r.json()
+    assert forwarded_headers(seen, "X-Authorized-User") == ["alice"]
+    assert forwarded_headers(seen, "X-Testbed-Hub-Secret") == [SECRET]
+    assert forwarded_headers(seen, "Authorization") == [TOKEN]
+    assert forwarded_headers(seen, "Cookie") == ["testbed_session=user-alice"]
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "testbed_session={v}",
+        "jupyterhub-user-alice={v}",
+        "jupyterhub-hub-login={v}",
+        "jupyterhub-session-id={v}",
+        "JupyterHub-Session-Id={v}",
+        "_xsrf={v}; jupyterhub-user-alice=x",
+        "_xsrf={v};testbed_session=x",
+    ],
+)
+def test_api_token_with_a_browser_cookie_needs_the_testbed_session(sites, cookie):
+    """A browser whose testbed session ended (JupyterHub's cookies left, or an expired
+    session cookie) is refused by nginx, token or not: an open JupyterLab stops
+    with the testbed session, as without API tokens."""
+    header = cookie.format(v=f"ended-{uuid.uuid4().hex}")
+    headers = [("Cookie", header), ("Authorization", TOKEN)]
+    checks.assert_plain_401(_tls(sites), "/jupyter/user/alice/api/status", headers)
+    # the stub counts by everything after the first "=" of the Cookie header
+    assert StubAuth.hits[header.split("=", 1)[1]] == 1, "the browser's session was not checked"
+
+
+def test_token_query_parameter_reaches_hub_anonymously(sites):
+    value, cookie = _unasked()
+    for path in (
+        "/jupyter/user/alice/api/kernels/k1/channels?session_id=s1&token=3f2a9c0d",
+        "/jupyter/user/alice/api/status?token=3f2a9c0d",
+    ):
+        r = request(
+            _tls(sites), path, headers=[("X-Authorized-User", "mallory@testbed.example"), cookie]
+        )
+        assert r.status == 200, (path, r.status, r.body[:300])
+        seen = r.json()
+        assert seen["path"] == path
+        checks.assert_token_echo(seen, None)
+    assert StubAuth.hits[value] == 0
+    for empty in ("/jupyter/hub/api/user?token=", "/jupyter/hub/api/user?token=&x=1"):
+        checks.assert_plain_401(_tls(sites), empty)
+
+
+@pytest.mark.parametrize("path", ["/jupyter/hub/api", "/jupyter/hub/api/"])
+def test_hub_api_root_answers_without_session(sites, path):
+    """Editors (VS Code's JupyterHub extension) ask the hub API's root for the
+    version before any token: it passes anonymously; nothing below it does."""
+    r = request(
+        _tls(sites), path, headers=[("Accept", "application/json"), ("Remote-User", "mallory")]
+    )
+    assert r.status == 200, (r.status, r.body[:300])
+    assert r.json()["path"] == path
+    checks.assert_token_echo(r.json(), None)
+    for below in ("/jupyter/hub/api/user", "/jupyter/hub/api/users", "/jupyter/hub/apix"):
+        checks.assert_plain_401(_tls(sites), below)
+
+
+def test_websocket_with_api_token(sites):
+    """A kernel websocket of an editor: the token on the upgrade request."""
+    ws = websocket(
+        _tls(sites),
+        "/jupyter/user/alice/api/kernels/k1/channels?session_id=s1",
+        headers=[("Authorization", TOKEN), ("X-Authorized-User", "mallory@testbed.example")],
+    )
+    assert ws.status == 101, (ws.status, ws.headers)
+    first = json.loads(ws.first_frame or b"{}")
+    checks.assert_token_echo(first, TOKEN)
+    assert [v.lower() for v in forwarded_headers(first, "Upgrade")] == ["websocket"]
+    assert "upgrade" in ",".join(forwarded_headers(first, "Connection")).lower()
+    assert ws.reply == b"echo:ping-through-nginx", ws.reply
+
+
+def test_api_token_upload_passes_with_its_body(sites):
+    body = b"x" * (3 * 1024 * 1024 + 7)
+    r = request(
+        _tls(sites),
+        "/jupyter/user/alice/api/contents/big.bin",
+        "PUT",
+        [("Authorization", TOKEN), ("Content-Type", "application/octet-stream")],
+        body,
+    )
+    assert r.status == 200, (r.status, r.body[:300])
+    seen = r.json()
+    assert (seen["method"], seen["body_length"]) == ("PUT", len(body))
+    checks.assert_token_echo(seen, TOKEN)
+
+
+def test_token_route_is_not_reachable_directly(sites):
+    for path in ("/_reverse_proxy_token", "/_reverse_proxy_token?token=x"):
+        r = request(_tls(sites), path, headers=[("Authorization", TOKEN)])
+        assert r.status == 404, (path, r.status, r.body[:200])
+
+
+def test_api_token_with_hub_down_gets_the_502_page(sites):
+    r = request(
+        _plain(sites, "hub-down"), "/jupyter/hub/api/user", headers=[("Authorization", TOKEN)]
+    )
+    assert r.status == 502 and b"JupyterHub is not answering" in r.body, (r.status, r.body[:200])
+
+
+def test_api_tokens_with_oauth2_proxy_variables(sites):
+    """The session cookie is reverse_proxy_auth_cache_cookie (_oauth2_proxy here);
+    the hub API's root is under reverse_proxy_hub_path (/lab/hub/)."""
+    t = _plain(sites, "oauth2")
+    r = request(t, "/lab/hub/api/user", headers=[("Authorization", TOKEN)])
+    assert r.status == 200, (r.status, r.body[:300])
+    checks.assert_token_echo(r.json(), TOKEN)
+    r = request(
+        t,
+        "/lab/hub/api/user",
+        headers=[("Authorization", TOKEN), ("Cookie", "_oauth2_proxy=user-bob")],
+    )
+    assert forwarded_headers(r.json(), "X-Authorized-User") == ["bob"]
+    assert request(t, "/lab/hub/hub/api/").status == 200
+    checks.assert_plain_401(t, "/lab/hub/api/")  # not the hub API's root here
+    checks.assert_plain_401(t, "/lab/hub/api/user", [("Cookie", "_oauth2_proxy=nobody")])
+
+
+def test_api_tokens_disabled_every_hub_request_needs_the_session(sites):
+    t = _plain(sites, "tokens-off")
+    for path, headers in (
+        ("/jupyter/hub/api/user", [("Authorization", TOKEN)]),
+        ("/jupyter/hub/api/user?token=3f2a9c0d", []),
+        ("/jupyter/hub/api/", []),
+    ):
+        checks.assert_plain_401(t, path, headers)
+    ok = request(
+        t, "/jupyter/hub/api/user", headers=[("Cookie", "s=user-alice"), ("Authorization", TOKEN)]
+    )
+    assert forwarded_headers(ok.json(), "X-Authorized-User") == ["alice"]
+    site = (sites["tokens-off"]["dir"] / "site.conf").read_text()
+    assert "_reverse_proxy_token" not in site and "$http_authorization" not in site

@@ -239,6 +239,10 @@ SPEC_CASES = {
         {"reverse_proxy_tls_protocols": ["TLSv1.1"]},
         "reverse_proxy_tls_protocols",
     ),
+    "api-tokens-not-a-bool": (
+        {"reverse_proxy_api_tokens_enabled": "sometimes"},
+        "reverse_proxy_api_tokens_enabled",
+    ),
 }
 
 

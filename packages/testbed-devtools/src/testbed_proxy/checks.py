@@ -68,6 +68,34 @@ FORGED_IDENTITY_CASES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# JupyterHub API tokens as clients send them (README "Scripts and editors"): the
+# Authorization header's scheme in any letter case, Bearer like token. nginx lets
+# these through without the testbed session (reverse_proxy_api_tokens_enabled).
+API_TOKEN_AUTHORIZATIONS: dict[str, str] = {
+    "token": "token 3f2a9c0d1e7b4a6f8c5d2e1b0a9f8e7d",
+    "Bearer": "Bearer 3f2a9c0d1e7b4a6f8c5d2e1b0a9f8e7d",
+    "upper-case-scheme": "TOKEN 3f2a9c0d1e7b4a6f8c5d2e1b0a9f8e7d",
+    "lower-case-bearer-tab": "bearer\t3f2a9c0d1e7b4a6f8c5d2e1b0a9f8e7d",
+}
+# Authorization headers that carry no API token: such a request is a browser's
+# and needs the testbed session like one without the header.
+NOT_API_TOKEN_AUTHORIZATIONS: dict[str, str] = {
+    "basic": "Basic YWxpY2U6d29uZGVybGFuZA==",
+    "token-without-value": "token",
+    "bearer-without-value": "Bearer ",
+    "no-space": "token3f2a9c0d1e7b4a6f",
+    "other-scheme": "Tokens 3f2a9c0d1e7b4a6f",
+}
+# Identity headers that must never reach the hub with a token request, whatever
+# the client sent (the hub user and secret headers are in Contract).
+OTHER_IDENTITY_HEADERS = (
+    "Remote-User",
+    "X-Forwarded-User",
+    "X-Auth-Request-User",
+    "X-Auth-Request-Email",
+)
+
+
 @dataclass(frozen=True)
 class Contract:
     """The names the proxy and the auth service agree on (docs/ARCHITECTURE.md)."""
@@ -163,6 +191,24 @@ def assert_identity_echo(
         assert forwarded_headers(echo, name) == [], (
             f"a client's {name} reached the upstream: {forwarded_headers(echo, name)}"
         )
+
+
+def assert_token_echo(echo: dict, authorization: str | None, contract: Contract = DEFAULT) -> None:
+    """The echo upstream saw a token request as nginx must pass it: the client's
+    Authorization header exactly once (none when ``authorization`` is None: a
+    ``?token=`` or a request to the hub API's root), and no identity header, no
+    secret header and no cookie, whatever the client sent (the hub alone decides)."""
+    sent = forwarded_headers(echo, "Authorization")
+    expected = [] if authorization is None else [authorization]
+    assert sent == expected, f"upstream saw Authorization = {sent}, expected {expected}"
+    for name in (contract.user_header, contract.secret_header, *OTHER_IDENTITY_HEADERS):
+        assert forwarded_headers(echo, name) == [], (
+            f"a token request reached the upstream with {name}: {forwarded_headers(echo, name)}"
+        )
+    assert forwarded_headers(echo, "Cookie") == [], (
+        f"a token request reached the upstream with cookies: {forwarded_headers(echo, 'Cookie')}"
+    )
+    assert not any("mallory" in value for _, value in echo["headers"]), echo["headers"]
 
 
 def assert_forgery_denied(target: Target, path: str, forged: Sequence) -> Response:
