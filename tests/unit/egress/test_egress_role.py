@@ -96,8 +96,8 @@ def results(tmp_path_factory):
         "notebook_egress",
         CASES,
         tmp_path_factory.mktemp("egress-inputs"),
-        "--skip-tags",
-        "notebook_egress_config",
+        "--tags",
+        "notebook_egress_validate",
     )
 
 
