@@ -113,6 +113,18 @@ def test_run_notebooks_playbook_matches_seed(sso):
         assert float(row["mean_access_delay_ms"]) == pytest.approx(want, abs=0.01)
 
 
+def test_run_notebooks_all_experiments_six_kernels_at_once(sso, record_property):
+    """Every seeded experiment, six kernels at once on two cores: each run reports
+    ok (a kernel that lost the port race is started again, at most three times)."""
+    res = run_notebooks(run_all=True, run_jobs=6, run_fetch_dir=str(RUNS))
+    assert res.returncode == 0, res.stdout[-3000:]
+    rows = list(csv.DictReader(io.StringIO((RUNS / "02-ptt-performance-summary.csv").read_text())))
+    assert sorted(r["experiment"] for r in rows) == sorted(e["_id"] for e in generate().experiments)
+    assert {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"]
+    record_property("runs", len(rows))
+    record_property("kernel_starts", sum(int(r["attempts"]) for r in rows))
+
+
 def test_run_notebooks_rejects_unknown_experiment(sso):
     res = run_notebooks(run_experiments=["exp-999"])
     assert res.returncode != 0

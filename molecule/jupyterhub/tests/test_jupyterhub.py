@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from testbed_hub.auth import identity_to_username
+from testbed_hub.auth import identity_to_username, username_for
 
 HUB_LOOPBACK = "http://127.0.0.1:8081/jupyter/hub"
 PROXY = "http://127.0.0.1:8000/jupyter"
@@ -23,6 +23,8 @@ NB = "/home/jovyan/nist"
 TEST_ID = "Tester.One@testbed.example"
 TEST_USER = identity_to_username(TEST_ID)
 CONTAINER = f"jupyter-{TEST_USER}"
+# In the scenario's jupyterhub_allowed_users (converge.yml) through every test
+KEPT_USER = username_for("alice@testbed.example", fold_case=True)
 
 # Runs on the instance: one HTTP request, no redirects followed, JSON result.
 HTTP = r"""
@@ -208,6 +210,33 @@ def test_routes_come_back_within_10_s_of_a_proxy_restart(host, server, record_pr
     assert "Proxy lacks" in journal(host, "jupyterhub")
 
 
+def test_hub_restart_keeps_the_server_and_its_route(host, token, record_property):
+    """The hub restarts (an upgrade, a crash): an allowed user's container keeps
+    running, the hub takes it back (DockerSpawner's state in the database), and its
+    route keeps answering. (A user the inventory does not allow, like TEST_USER, is
+    blocked and their server stopped at the hub's start: access follows the list.)"""
+    user, container = KEPT_USER, f"jupyter-{KEPT_USER}"
+    assert api(host, token, "POST", f"/users/{user}")["status"] in (201, 409)
+    assert api(host, token, "POST", f"/users/{user}/server")["status"] in (201, 202, 400)
+    wait_ready(host, token, user)
+    url = f"{PROXY}/user/{user}/api"
+    before = inspect(host, container)
+    started = time.monotonic()
+    assert host.run("systemctl restart jupyterhub").rc == 0, journal(host, "jupyterhub")
+    deadline = started + 120
+    while host.run(f"curl -fsS -o /dev/null {HUB_LOOPBACK}/health").rc != 0:
+        assert time.monotonic() < deadline, journal(host, "jupyterhub")
+        time.sleep(0.5)
+    record_property("hub_back_seconds", round(time.monotonic() - started, 2))
+    assert host.check_output("python3 -c %s %s 10", ROUTE_POLL, url) != "never"
+    after = inspect(host, container)
+    assert after["Id"] == before["Id"]
+    assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert wait_ready(host, token, user)["ready"] is True
+    assert api(host, token, "DELETE", f"/users/{user}/server")["status"] in (202, 204)
+    wait_ready(host, token, user, ready=False)
+
+
 def test_notebook_server_not_reachable_from_outside_the_host(host, server):
     # the Molecule control node is "outside": try the instance's address and port 8888
     instance = subprocess.run(
@@ -254,6 +283,7 @@ def test_fresh_user_volume_is_writable_and_survives_restart(host, token, server)
         f"docker exec -i {CONTAINER} bash -l <<'SH'\n"
         f"python3 - <<'PY'{PIP_SETUP}PY\n"
         "pip install --no-index /tmp/tbkept-1.0-py3-none-any.whl\n"
+        "printf 'Host station\\n  User jovyan\\n' > ~/.ssh/config\n"
         "SH"
     )
     assert setup.rc == 0, setup.stdout + setup.stderr
@@ -273,6 +303,8 @@ def test_fresh_user_volume_is_writable_and_survives_restart(host, token, server)
     )
     assert kept.rc == 0, kept.stderr
     assert kept.stdout.startswith(f"7 {NB}/.local/lib/python3"), kept.stdout
+    ssh = host.run(f"docker exec {CONTAINER} bash -lc 'stat -c %a {NB}/.ssh; cat ~/.ssh/config'")
+    assert ssh.stdout.split("\n", 1) == ["700", "Host station\n  User jovyan\n"], ssh.stdout
 
 
 def test_media_is_readable_but_not_writable(host, server):

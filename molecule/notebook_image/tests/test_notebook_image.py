@@ -237,6 +237,8 @@ def test_jupyter_scheduler_serves_its_api_in_jupyterlab(host, ref):
         # server extensions: the scheduler loaded, jupyter-lsp not (notebook_image_lsp_enabled)
         logs = host.run(f"docker logs {name}").stderr
         assert "jupyter_scheduler | extension was successfully loaded" in logs, logs[-3000:]
+        # long work keeps the server from the idle culler (testbed.activity)
+        assert "testbed.activity | extension was successfully loaded" in logs, logs[-3000:]
         assert "jupyter_lsp | extension was successfully loaded" not in logs, logs[-3000:]
     finally:
         host.run(f"docker rm -f {name}")

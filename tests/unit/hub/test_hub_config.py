@@ -143,6 +143,8 @@ def test_docker_spawner(settings):
     assert c.JupyterHub.spawner_class == "testbed_hub.spawner.TestbedDockerSpawner"
     assert d.image == "testbed-hub/notebook:abc123"
     assert d.pull_policy == "never"
+    # a stop removes the container: the next start is on the configured image, which is
+    # what the home page tells a user whose server has the previous one (templates/)
     assert d.remove is True
     assert d.network_name == "jupyter"
     assert d.use_internal_ip is True
@@ -160,7 +162,14 @@ def test_docker_spawner(settings):
         "TESTBED_MONGO_DB": "testbed",
         "TESTBED_MEDIA_DIR": "/home/jovyan/nist/media",
         "TESTBED_SHARE_DIR": "/home/jovyan/nist/share",
+        "JUPYTERHUB_ACTIVITY_INTERVAL": "300",
     }
+
+
+def test_the_hub_pages_come_from_the_package(settings):
+    c = build(settings)
+    assert c.JupyterHub.template_paths == [hubconfig.TEMPLATES]
+    assert (Path(hubconfig.TEMPLATES) / "home.html").is_file()
 
 
 def test_spawner_config_is_accepted_by_dockerspawner(settings):
@@ -277,6 +286,66 @@ def test_culler_disabled(settings):
     c = build(settings)
     assert c.JupyterHub.services == []
     assert [r["name"] for r in c.JupyterHub.load_roles] == ["admin"]
+
+
+def test_activity_interval_defaults_to_jupyterhubs(settings):
+    """Without hub.activity_interval (a settings.json from before it): JupyterHub's 300 s."""
+    assert "activity_interval" not in settings["hub"]
+    c = build(settings)
+    assert c.JupyterHub.last_activity_interval == 300
+    assert c.DockerSpawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
+
+
+def test_activity_interval_sets_the_hub_and_the_servers(settings):
+    """One setting for both ends: how often the hub reads the proxy's activity and how
+    often each server reports its own (what the idle culler sees)."""
+    settings["hub"]["activity_interval"] = 10
+    settings["culler"]["timeout"] = 60
+    c = build(settings)
+    assert c.JupyterHub.last_activity_interval == 10
+    assert c.DockerSpawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "10"
+    # the other variables of the containers are unchanged
+    assert c.DockerSpawner.environment["TESTBED_MONGO_DB"] == "testbed"
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout", "enabled", "message"),
+    [
+        (
+            4,
+            3600,
+            True,
+            "jupyterhub_activity_interval (hub.activity_interval) 4 must be 5 seconds or more",
+        ),
+        (0, 3600, False, "(hub.activity_interval) 0 must be 5 seconds or more"),
+        (
+            31,
+            60,
+            True,
+            "jupyterhub_activity_interval (hub.activity_interval) 31 must be at most half of "
+            "jupyterhub_culler_timeout (culler.timeout) 60: the hub learns of a server's "
+            "activity up to an interval late",
+        ),
+        (True, 3600, True, "(hub.activity_interval) must be an integer, got a boolean"),
+    ],
+)
+def test_bad_activity_interval_is_refused(settings, interval, timeout, enabled, message):
+    settings["hub"]["activity_interval"] = interval
+    settings["culler"].update(timeout=timeout, enabled=enabled)
+    with pytest.raises(SettingsError) as err:
+        validate(settings)
+    assert message in str(err.value)
+
+
+def test_activity_interval_is_not_bound_by_a_disabled_culler(settings):
+    settings["hub"]["activity_interval"] = 600
+    settings["culler"].update(timeout=60, enabled=False)
+    validate(settings)
+    settings["culler"]["enabled"] = True
+    with pytest.raises(SettingsError, match="at most half of"):
+        validate(settings)
+    settings["hub"]["activity_interval"] = 30  # exactly half: accepted
+    validate(settings)
 
 
 @pytest.mark.parametrize(

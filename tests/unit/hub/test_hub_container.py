@@ -30,7 +30,9 @@ def test_spawner_gets_the_same_mounts_and_environment(settings):  # noqa: F811
         "/srv/lmr/wavs": {"bind": "/home/jovyan/nist/media", "mode": "ro"},
     }
     spec = container.spec(settings, "alice", FakeProbe())
-    assert c.DockerSpawner.environment == spec["env"]
+    # plus how often the single-user server reports activity to the hub (a batch
+    # container runs no server)
+    assert c.DockerSpawner.environment == {**spec["env"], "JUPYTERHUB_ACTIVITY_INTERVAL": "300"}
     assert c.DockerSpawner.extra_host_config == {
         "extra_hosts": spec["etc_hosts"],
         **{k: spec[k] for k in ("pids_limit", "security_opt", "cap_drop", "cap_add")},

@@ -21,6 +21,7 @@ VALIDATION_TASKS = (
     "Validating arguments against arg spec 'main'",
     "Assert the hub settings are valid",
     "Assert the network subnet is an IPv4 CIDR when given",
+    "Assert jupyterhub_version is not older than the installed JupyterHub",
 )
 
 #: (override of the good variables, part of the expected message); None removes one.
@@ -78,6 +79,12 @@ BAD = [
         "jupyterhub_culler_timeout (culler.timeout) 30 must be 60 seconds or more",
     ),
     (
+        {"jupyterhub_activity_interval": 2400},
+        "jupyterhub_activity_interval (hub.activity_interval) 2400 must be at most half of "
+        "jupyterhub_culler_timeout (culler.timeout) 3600",
+    ),
+    ({"jupyterhub_activity_interval": "often"}, "jupyterhub_activity_interval"),
+    (
         {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "pids_limit": 10}},
         "jupyterhub_spawner.pids_limit (spawner.pids_limit) 10 must be 64 to 1048576",
     ),
@@ -91,6 +98,11 @@ BAD = [
     ),
     # tasks/assert.yml: what is not a setting
     ({"jupyterhub_network_subnet": "172.30.0.0"}, 'jupyterhub_network_subnet "172.30.0.0"'),
+    # tasks/assert.yml: a downgrade (the hub virtualenv "VENV <version>" holds a newer one)
+    (
+        {"jupyterhub_version": "5.5.4", "jupyterhub_venv_dir": "VENV 6.1.1"},
+        "jupyterhub_version 5.5.4 is older than the JupyterHub 6.1.1 installed on localhost",
+    ),
 ]
 
 #: Places the role would create first; they must still be absent afterwards.
@@ -127,6 +139,13 @@ def report(tmp_path_factory):
     cases = {"good": (good, None)}
     for i, (override, message) in enumerate(BAD):
         extra = {k: v for k, v in {**good, **override}.items() if v is not None}
+        venv = str(override.get("jupyterhub_venv_dir", ""))
+        if venv.startswith("VENV "):
+            python = tmp / f"venv{i}" / "bin" / "python"
+            python.parent.mkdir(parents=True)
+            python.write_text(f"#!/bin/sh\necho {venv[5:]}\n")
+            python.chmod(0o755)
+            extra["jupyterhub_venv_dir"] = str(python.parent.parent)
         cases[f"bad{i}"] = (extra, message)
     scratch = tmp / "settings-tmp"
     scratch.mkdir()

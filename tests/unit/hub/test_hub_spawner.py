@@ -130,3 +130,95 @@ def test_inherits_the_dockerspawner_configuration():
     s = TestbedDockerSpawner(config=c, user=SimpleNamespace(name="alice", id=1, url="/u/"))
     assert s.image == "testbed-hub/notebook:abc"
     assert s.ready_poll_interval == 0.1
+
+
+# --- the image a server was started from (after an upgrade: the previous one) ---------
+
+OLD, NEW = "testbed-hub/notebook:0123456789ab", "testbed-hub/notebook:ba9876543210"
+
+
+def spawner(image=NEW) -> TestbedDockerSpawner:
+    c = Config()
+    c.DockerSpawner.image = image
+    return TestbedDockerSpawner(config=c, user=SimpleNamespace(name="alice", id=1, url="/u/"))
+
+
+def test_the_started_image_survives_a_hub_restart_in_the_state():
+    s = spawner(OLD)
+    s.object_id = "c0ffee"
+    s.started_image = OLD  # as start() records it
+    state = s.get_state()
+    assert state["started_image"] == OLD and state["object_id"] == "c0ffee"
+    # the hub restarts with the next release's image configured
+    after = spawner(NEW)
+    after.load_state(state)
+    assert after.started_image == OLD and after.image == NEW
+    assert after.outdated_image
+    # stopped: nothing left to tell
+    after.clear_state()
+    assert after.started_image == "" and not after.outdated_image
+    assert "started_image" not in after.get_state()
+
+
+def test_a_server_on_the_configured_image_is_not_outdated():
+    s = spawner(NEW)
+    s.load_state({"object_id": "c0ffee", "started_image": NEW})
+    assert not s.outdated_image
+    assert not spawner(NEW).outdated_image  # nothing started
+
+
+@pytest.mark.asyncio
+async def test_a_state_from_before_reads_the_image_from_the_running_container(monkeypatch):
+    """The previous release's state has no started_image: the container tells."""
+    s = spawner(NEW)
+    s.load_state({"object_id": "c0ffee", "object_name": "jupyter-alice"})
+    assert s.started_image == "" and not s.outdated_image
+    inspected = []
+
+    async def get_object():
+        inspected.append(1)
+        return {"Id": "c0ffee", "State": {"Running": True}, "Config": {"Image": OLD}}
+
+    monkeypatch.setattr(s, "get_object", get_object)
+    assert await s.poll() is None
+    assert s.started_image == OLD and s.outdated_image
+    assert s.get_state()["started_image"] == OLD
+    calls = len(inspected)
+    assert await s.poll() is None
+    assert len(inspected) == calls + 1  # known now: no second look at the image
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_container_records_no_image(monkeypatch):
+    s = spawner(NEW)
+    s.load_state({"object_id": "c0ffee"})
+
+    async def get_object():
+        return {"Id": "c0ffee", "Config": {"Image": OLD}, "State": _exited()}
+
+    monkeypatch.setattr(s, "get_object", get_object)
+    assert await s.poll() is not None
+    assert s.started_image == "" and not s.outdated_image
+
+
+def _exited():
+    return {"Running": False, "ExitCode": 0, "Error": "", "FinishedAt": "2026-11-30T07:00:00Z"}
+
+
+@pytest.mark.asyncio
+async def test_start_records_the_configured_image(monkeypatch):
+    from dockerspawner import DockerSpawner
+
+    port = random_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+
+    async def started(self):
+        return "127.0.0.1", port
+
+    monkeypatch.setattr(DockerSpawner, "start", started)
+    s = spawner(NEW)
+    try:
+        assert await s.start() == ("127.0.0.1", port)
+    finally:
+        server.close()
+    assert s.started_image == NEW and not s.outdated_image

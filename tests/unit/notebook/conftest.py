@@ -54,6 +54,15 @@ def testbed_env(monkeypatch, mongo_server, media):
     return {"uri": mongo_server.uri, "media": media}
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory, monkeypatch) -> Path:
+    """XDG_STATE_HOME in a temporary folder: run-notebook's heartbeat files
+    (testbed.activity.batches) never land in the real home."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture()
 def closed_port() -> int:
     """A local port nobody listens on."""

@@ -85,6 +85,11 @@ CASES = [
         "argument 'notebook_image_build_timeout' is of type str",
     ),
     ({"notebook_image_build_timeout": 30}, "notebook_image_build_timeout (30) must be"),
+    ({"notebook_image_keep_previous": -1}, "notebook_image_keep_previous (-1) must be"),
+    (
+        {"notebook_image_keep_previous": "all"},
+        "argument 'notebook_image_keep_previous' is of type str",
+    ),
     (
         {"notebook_image_build_args": {"http_proxy": 3128}},
         'notebook_image_build_args values must be strings (got {"http_proxy": 3128})',

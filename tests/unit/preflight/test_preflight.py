@@ -6,8 +6,10 @@ table (testbed_devtools.roletest.inventory_report): every case is a host of its 
 group_vars, with this machine's temporary folders) plus the case's bad value. Each
 case must be refused by a task of the pre-flight play, with a message naming the
 variable; no host may report a change, the provisioning play must run nothing, and
-the folders the roles would create must still be absent. Two good inventories
-(production-like and the demo's, simulator on) must pass. No Docker needed.
+the folders the roles would create must still be absent. Three good inventories
+(production-like, the demo's with the simulator on, and an upgrade: a station whose
+hub virtualenv holds the previous JupyterHub) must pass. The station's installed
+JupyterHub is a stand-in ``bin/python`` that prints a version. No Docker needed.
 """
 
 from __future__ import annotations
@@ -134,10 +136,25 @@ BAD: dict[str, tuple[dict, str]] = {
     ),
     "hub_secret_short": ({"reverse_proxy_hub_secret": "short"}, "reverse_proxy_hub_secret"),
     "nobody_allowed": ({"jupyterhub_allow_all": False}, "jupyterhub_allow_all"),
+    # the station: a JupyterHub cannot downgrade its database
+    "jupyterhub_downgrade": (
+        {"jupyterhub_version": "5.5.4", "jupyterhub_venv_dir": "VENV 6.1.1"},
+        "jupyterhub_version 5.5.4 is older than the JupyterHub 6.1.1 installed on "
+        "jupyterhub_downgrade",
+    ),
 }
 
 #: Folders the roles would create; they must still be absent after the run.
 PLACES = ("jupyterhub_config_dir", "jupyterhub_data_dir", "jupyterhub_venv_dir")
+
+
+def _fake_venv(root: Path, version: str) -> str:
+    """A hub virtualenv whose python answers the installed-version question with version."""
+    python = root / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\necho {version}\n")
+    python.chmod(0o755)
+    return str(root)
 
 
 def _group_vars(name: str) -> dict:
@@ -163,9 +180,14 @@ def preflight(tmp_path_factory):
     good = {**_group_vars("production"), **places, "jupyterhub_media_dir": str(media)}
     demo = {**_group_vars("demo"), **places, "testbed_sim_media_dir": str(tmp / "sim-media")}
     demo["jupyterhub_media_dir"] = demo["testbed_sim_media_dir"]  # the simulator makes it
-    hosts = {"good-production": good, "good-demo": demo}
+    # an upgrade: the station has the previous JupyterHub, the inventory the current one
+    upgrade = {**good, "jupyterhub_venv_dir": _fake_venv(tmp / "venv-5.5.4", "5.5.4")}
+    hosts = {"good-production": good, "good-demo": demo, "good-upgrade": upgrade}
     for name, (override, _message) in BAD.items():
         override = dict(override)
+        venv = override.get("jupyterhub_venv_dir", "")
+        if venv.startswith("VENV "):
+            override["jupyterhub_venv_dir"] = _fake_venv(tmp / f"venv-{name}", venv[5:])
         if override.get("jupyterhub_media_dir") == "MISSING":
             override["jupyterhub_media_dir"] = str(tmp / "no-such-folder")
         if override.get("jupyterhub_media_dir") == "A_FILE":
@@ -187,7 +209,7 @@ def preflight(tmp_path_factory):
 
 def test_good_inventories_pass(preflight):
     report, run, _places = preflight
-    for host in ("good-production", "good-demo"):
+    for host in ("good-production", "good-demo", "good-upgrade"):
         assert not report[host]["failed"], (host, report[host], run.stderr[-3000:])
         assert report[host]["stats"]["ok"] > 40, report[host]
 

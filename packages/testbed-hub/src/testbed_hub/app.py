@@ -32,13 +32,18 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from aiohttp import ClientError
 from jupyterhub import orm
 from jupyterhub.app import JupyterHub
 from jupyterhub.utils import new_token
+from tornado.httpclient import HTTPClientError
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from traitlets import Float, List, Unicode, validate
+
+try:  # JupyterHub 6 talks to the proxy with aiohttp, JupyterHub 5 with tornado
+    from aiohttp import ClientError
+except ImportError:  # pragma: no cover - JupyterHub 5 without aiohttp
+    ClientError = HTTPClientError
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -147,7 +152,7 @@ class TestbedHub(JupyterHub):
             routes = await self.proxy.get_all_routes()
         # the proxy is (re)starting (JupyterHub retried for up to 30 s); systemd brings
         # it back, and the next look restores the routes
-        except (TimeoutError, OSError, ClientError) as e:
+        except (TimeoutError, OSError, ClientError, HTTPClientError) as e:
             self.log.warning("Proxy route table not readable, looking again soon: %s", e)
             return []
         missing = self.missing_routes(routes)

@@ -39,9 +39,14 @@ IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
 HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
 BASE_URL_RE = re.compile(r"^/([^/]+/)*$")
 URL_RE = re.compile(r"^(/|https?://)[^\s\"']*$")
+#: The hub's page templates (home.html: the server's image after an upgrade), in the package.
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
 #: Scopes the idle culler needs (from jupyterhub-idle-culler's README), nothing more.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+#: Seconds between two activity reports of a server to the hub (and of the proxy's
+#: routes), when settings.json does not say: JupyterHub's own default.
+DEFAULT_ACTIVITY_INTERVAL = 300
 
 # Keys of each section; anything else is a typo and is rejected.
 _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -54,6 +59,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cookie_secret_file": str,
         "db_url": str,
         "log_level": str,
+        "activity_interval": int,
     },
     "proxy": {
         "managed": bool,
@@ -104,6 +110,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _OPTIONAL = {
     ("hub", "db_url"),
+    ("hub", "activity_interval"),
     ("hub", "log_level"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
@@ -118,6 +125,7 @@ VARIABLES = {
     "hub.port": "jupyterhub_hub_port",
     "hub.cookie_secret_file": "jupyterhub_data_dir",
     "hub.log_level": "jupyterhub_log_level",
+    "hub.activity_interval": "jupyterhub_activity_interval",
     "proxy.command": "jupyterhub_chp_prefix",
     "proxy.public_port": "jupyterhub_proxy_port",
     "proxy.api_port": "jupyterhub_proxy_api_port",
@@ -388,6 +396,19 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
     for key, least in (("timeout", 60), ("every", 1)):
         if culler[key] < least:
             problems.append(f"{n('culler', key)} {culler[key]} must be {least} seconds or more")
+    interval = hub.get("activity_interval", DEFAULT_ACTIVITY_INTERVAL)
+    if interval < 5:
+        problems.append(
+            f"{n('hub', 'activity_interval')} {interval} must be 5 seconds or more "
+            "(every server reports its activity to the hub that often)"
+        )
+    elif culler["enabled"] and 2 * interval > culler["timeout"]:
+        problems.append(
+            f"{n('hub', 'activity_interval')} {interval} must be at most half of "
+            f"{n('culler', 'timeout')} {culler['timeout']}: the hub learns of a server's "
+            "activity up to an interval late, and the culler would stop servers that are "
+            "still working"
+        )
     if problems:
         raise SettingsError(problems)
 
@@ -437,6 +458,11 @@ def apply(
     c.JupyterHub.pid_file = os.path.join(hub["data_dir"], "jupyterhub.pid")
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.log_level = hub.get("log_level", "INFO")
+    c.JupyterHub.template_paths = [TEMPLATES]
+    # How often the hub reads the proxy's activity and each server reports its own
+    # (JUPYTERHUB_ACTIVITY_INTERVAL below): what the idle culler's view is made of.
+    activity_interval = hub.get("activity_interval", DEFAULT_ACTIVITY_INTERVAL)
+    c.JupyterHub.last_activity_interval = activity_interval
 
     # -- proxy --------------------------------------------------------------
     c.JupyterHub.bind_url = f"http://{proxy['public_ip']}:{proxy['public_port']}{hub['base_url']}"
@@ -491,7 +517,10 @@ def apply(
     c.DockerSpawner.cpu_limit = float(spawner["cpu_limit"])
     c.DockerSpawner.start_timeout = spawner["start_timeout"]
     c.DockerSpawner.http_timeout = spawner["http_timeout"]
-    c.DockerSpawner.environment = container.environment(spawner)
+    c.DockerSpawner.environment = {
+        **container.environment(spawner),
+        "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval),
+    }
 
     # -- idle culler --------------------------------------------------------
     if culler["enabled"]:

@@ -147,7 +147,8 @@ def plan(settings: Mapping[str, Any], db, volumes, *, merge: bool = False) -> di
     users = {u.name: u for u in db.query(orm.User)} if db is not None else {}
     wanted: dict[str, tuple[str, str]] = {}  # old -> (new, identity)
     for name, user in users.items():
-        identity = (user.user_info or {}).get("testbed_id")
+        # user_info: JupyterHub 6's auth model record (5.x has none)
+        identity = (getattr(user, "user_info", None) or {}).get("testbed_id")
         if isinstance(identity, str) and identity.strip():
             # recorded from the header by the old code: the header's normalisation
             canonical = normalize_identity(identity, fold_case=fold, header=True)
@@ -274,7 +275,8 @@ def apply(settings: Mapping[str, Any], db, volumes, *, merge: bool = False) -> l
             else:
                 old.name = m.new
                 old.cookie_id = new_token()
-                old.user_info = {**(old.user_info or {}), "testbed_id": m.identity}
+                if hasattr(old, "user_info"):  # JupyterHub 6 and later
+                    old.user_info = {**(old.user_info or {}), "testbed_id": m.identity}
                 for sp in old._orm_spawners:
                     if sp.server is not None:
                         db.delete(sp.server)

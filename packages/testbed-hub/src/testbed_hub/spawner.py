@@ -10,6 +10,13 @@ listened 1.9 s after ``docker start`` and the hub noticed it 3.8 s later.
 connection (polled every ``ready_poll_interval`` seconds, bounded by
 ``http_timeout``, giving up early when the container exits), so the hub's first
 check already succeeds.
+
+It also remembers the image each server was started from (``started_image``, kept
+in the spawner's state in the hub database; for a server started before that, read
+from its container when the hub finds it running). After an upgrade moves the hub
+to a new notebook image, a running server keeps the previous one until it is
+stopped and started again: ``outdated_image`` says so, and the hub's home page
+(``templates/home.html``) tells the user.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from dockerspawner import DockerSpawner
-from traitlets import Float
+from traitlets import Float, Unicode
 
 
 async def wait_for_port(
@@ -63,7 +70,8 @@ async def wait_for_port(
 
 
 class TestbedDockerSpawner(DockerSpawner):
-    """``DockerSpawner`` + wait for the server's port before returning from ``start()``."""
+    """``DockerSpawner`` + wait for the server's port before returning from ``start()``,
+    + the image the server was started from (``started_image``, ``outdated_image``)."""
 
     __test__ = False  # not a pytest test class despite the name
 
@@ -73,11 +81,47 @@ class TestbedDockerSpawner(DockerSpawner):
         help="Seconds between connection attempts to a starting server's port.",
     )
 
+    started_image = Unicode(
+        "",
+        help="The image the running server was started from ('' when stopped or not known).",
+    )
+
+    @property
+    def outdated_image(self) -> bool:
+        """The running server's image is not the configured one (an upgrade moved on)."""
+        return bool(self.started_image) and self.started_image != self.image
+
+    def get_state(self):
+        state = super().get_state()
+        if self.started_image:
+            state["started_image"] = self.started_image
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        # absent from the state of a server started by an earlier version: poll() reads it
+        self.started_image = state.get("started_image", "") or ""
+
+    def clear_state(self):
+        super().clear_state()
+        self.started_image = ""
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and not self.started_image:
+            # running, started before the image was recorded: its container's image
+            container = await self.get_object()
+            if container:
+                self.started_image = (container.get("Config") or {}).get("Image") or ""
+        return status
+
     async def _container_running(self) -> bool:
         return await self.poll() is None
 
     async def start(self):
         ip, port = await super().start()
+        # DockerSpawner.remove is on: start() always created the container from self.image
+        self.started_image = self.image
         t0 = time.monotonic()
         ready = await wait_for_port(
             ip,

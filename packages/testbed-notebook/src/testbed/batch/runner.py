@@ -5,7 +5,9 @@ kernel, output directory) before anything runs and raises :class:`BatchError`
 listing every problem. :func:`run_batch` executes the plan in a bounded pool of
 worker processes; a failing experiment never stops the others. Each run leaves
 ``<experiment>.ipynb`` and ``<experiment>.html`` in the batch directory, and
-the batch ends with ``summary.csv`` and ``summary.html``.
+the batch ends with ``summary.csv`` and ``summary.html``. While it runs, a
+heartbeat file (:mod:`testbed.activity.batches`) tells the JupyterLab server that
+long work is going on, so the idle culler leaves the server, and the batch, alone.
 
 Without ``--jobs`` the pool is sized by :func:`default_jobs` from the container's
 CPU quota and memory limit. A run whose kernel dies at start because a port it
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from testbed.activity.batches import heartbeat
 from testbed.batch.notebook import NotebookError, inspect_notebook
 from testbed.errors import TestbedError
 from testbed.record import read_records
@@ -777,7 +780,11 @@ def run_batch(
     workers = max(1, min(plan.jobs, len(jobs)))
     # spawn: workers start clean (no inherited MongoClient threads or kernel sockets)
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # the heartbeat keeps the JupyterLab server (and so this batch) from the idle culler
+    with (
+        heartbeat(plan.notebook, len(jobs)),
+        cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+    ):
         futures = {pool.submit(execute_job, job): job for job in jobs}
         for done, future in enumerate(cf.as_completed(futures), start=1):
             job = futures[future]

@@ -1,0 +1,77 @@
+"""The hub's home page (testbed_hub/templates/home.html) inside a real hub (MockHub).
+
+JupyterHub's own home page, extended: a user whose running server still has the
+previous notebook image after an upgrade is told to stop and start it, and every
+user reads that scheduled jobs run only while their server runs. The hub runs the
+real TestbedDockerSpawner; no server is started (no Docker): the server's state is
+loaded as the hub loads it from its database at start.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+import pytest_asyncio
+from jinja2 import Environment, FileSystemLoader
+
+from testbed_hub.config import TEMPLATES
+from testbed_hub.spawner import TestbedDockerSpawner
+
+OLD, NEW = "testbed-hub/notebook:0123456789ab", "testbed-hub/notebook:ba9876543210"
+OUTDATED = (
+    f"Your server runs the previous notebook image ({OLD}); stop and start it to move to "
+    f"the current one ({NEW}). Your files are kept."
+)
+JOBS = "Scheduled notebook jobs run only while your server runs."
+
+
+def text(page: str) -> str:
+    return " ".join(html.unescape(page).split())
+
+
+@pytest_asyncio.fixture
+async def testbed_hub(make_hub, hub_config):
+    c = hub_config.copy()
+    c.JupyterHub.template_paths = [TEMPLATES]  # as testbed_hub.config.apply sets it
+    c.JupyterHub.spawner_class = TestbedDockerSpawner
+    c.DockerSpawner.image = NEW
+    return await make_hub(c)
+
+
+async def home(app, make_client, identity):
+    client = make_client(app)
+    r = await client.get("login", identity=identity)
+    assert r.status_code == 302, r.text[:300]
+    return client
+
+
+@pytest.mark.asyncio
+async def test_a_server_on_the_previous_image_is_told_to_restart(testbed_hub, make_client):
+    client = await home(testbed_hub, make_client, "ue-01")
+    spawner = testbed_hub.users["ue-01"].spawner
+    spawner.load_state({"object_id": "c0ffee", "started_image": OLD})
+    r = await client.get("home", identity="ue-01")
+    assert r.status_code == 200, r.text[:300]
+    page = text(r.text)
+    assert OUTDATED in page
+    assert JOBS in page
+    assert "My Server" in page  # JupyterHub's own page is still there
+
+
+@pytest.mark.asyncio
+async def test_no_notice_on_the_current_image_or_when_stopped(testbed_hub, make_client):
+    client = await home(testbed_hub, make_client, "ue-02")
+    spawner = testbed_hub.users["ue-02"].spawner
+    r = await client.get("home", identity="ue-02")
+    page = text(r.text)
+    assert "previous notebook image" not in page and JOBS in page
+    spawner.load_state({"object_id": "c0ffee", "started_image": NEW})
+    page = text((await client.get("home", identity="ue-02")).text)
+    assert "previous notebook image" not in page and JOBS in page
+
+
+def test_the_template_extends_the_stock_home_page():
+    source = (FileSystemLoader(TEMPLATES).get_source(Environment(), "home.html"))[0]
+    assert '{% extends "templates/home.html" %}' in source
+    assert "{{ super() }}" in source
