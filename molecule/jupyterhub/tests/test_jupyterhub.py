@@ -235,6 +235,10 @@ def test_hub_restart_keeps_the_server_and_its_route(host, token, record_property
     assert wait_ready(host, token, user)["ready"] is True
     assert api(host, token, "DELETE", f"/users/{user}/server")["status"] in (202, 204)
     wait_ready(host, token, user, ready=False)
+    # TEST_USER is not in the allowed list: the restarted hub blocked them and stopped
+    # their server (access follows the inventory); the next tests need it running
+    assert api(host, token, "POST", f"/users/{TEST_USER}/server")["status"] in (201, 202, 400)
+    wait_ready(host, token, TEST_USER)
 
 
 def test_notebook_server_not_reachable_from_outside_the_host(host, server):
