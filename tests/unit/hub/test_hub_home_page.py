@@ -20,7 +20,7 @@ from testbed_hub.spawner import TestbedDockerSpawner
 
 OLD, NEW = "testbed-hub/notebook:0123456789ab", "testbed-hub/notebook:ba9876543210"
 OUTDATED = (
-    f"Your server runs the previous notebook image ({OLD}); stop and start it to move to "
+    f"Your server runs an earlier notebook image ({OLD}); stop and start it to move to "
     f"the current one ({NEW}). Your files are kept."
 )
 JOBS = "Scheduled notebook jobs run only while your server runs."
@@ -65,10 +65,10 @@ async def test_no_notice_on_the_current_image_or_when_stopped(testbed_hub, make_
     spawner = testbed_hub.users["ue-02"].spawner
     r = await client.get("home", identity="ue-02")
     page = text(r.text)
-    assert "previous notebook image" not in page and JOBS in page
+    assert "earlier notebook image" not in page and JOBS in page
     spawner.load_state({"object_id": "c0ffee", "started_image": NEW})
     page = text((await client.get("home", identity="ue-02")).text)
-    assert "previous notebook image" not in page and JOBS in page
+    assert "earlier notebook image" not in page and JOBS in page
 
 
 def test_the_template_extends_the_stock_home_page():

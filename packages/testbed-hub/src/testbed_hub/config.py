@@ -100,6 +100,12 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "no_new_privileges": bool,
         "capabilities": list,
         "environment": dict,
+        "images": list,
+        "profiles": list,
+        "max_mem_limit": str,
+        "max_cpu_limit": (int, float),
+        "named_server_limit": int,
+        "image_notice_file": str,
     },
     "culler": {
         "enabled": bool,
@@ -114,6 +120,12 @@ _OPTIONAL = {
     ("hub", "log_level"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
+    ("spawner", "images"),
+    ("spawner", "profiles"),
+    ("spawner", "max_mem_limit"),
+    ("spawner", "max_cpu_limit"),
+    ("spawner", "named_server_limit"),
+    ("spawner", "image_notice_file"),
 }
 
 #: The jupyterhub role variable each setting is written from (roles/jupyterhub/vars/main.yml
@@ -157,6 +169,11 @@ VARIABLES = {
     "spawner.no_new_privileges": "jupyterhub_spawner.no_new_privileges",
     "spawner.capabilities": "jupyterhub_spawner.capabilities",
     "spawner.environment": "jupyterhub_mongo",
+    "spawner.images": "jupyterhub_previous_images",
+    "spawner.profiles": "jupyterhub_profiles",
+    "spawner.max_mem_limit": "jupyterhub_profile_ceiling.mem_limit",
+    "spawner.max_cpu_limit": "jupyterhub_profile_ceiling.cpu_limit",
+    "spawner.named_server_limit": "jupyterhub_named_server_limit",
     "culler.enabled": "jupyterhub_culler_enabled",
     "culler.timeout": "jupyterhub_culler_timeout",
     "culler.every": "jupyterhub_culler_every",
@@ -366,6 +383,7 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
         problems.append(
             f"{n('spawner', 'cpu_limit')} {spawner['cpu_limit']} must be greater than 0"
         )
+    problems += _check_choices(spawner)
     for key in ("start_timeout", "http_timeout"):
         if spawner[key] < 1:
             problems.append(f"{n('spawner', key)} {spawner[key]} must be 1 second or more")
@@ -411,6 +429,151 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
         )
     if problems:
         raise SettingsError(problems)
+
+
+#: Docker's size suffixes (DockerSpawner's ByteSpecification reads the same ones).
+_SIZE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_PROFILE_KEYS = {"name", "mem_limit", "cpu_limit", "default", "description"}
+_IMAGE_KEYS = {"image", "created", "packages"}
+
+
+def size_bytes(size: str) -> int:
+    """``'2G'`` -> 2147483648 (the sizes :data:`SIZE_RE` accepts)."""
+    return int(float(size[:-1]) * _SIZE_UNITS[size[-1]])
+
+
+def _check_choices(spawner: Mapping[str, Any]) -> list[str]:  # noqa: C901 - one checklist
+    """What a researcher may choose at start: images, resource profiles, named servers."""
+    problems: list[str] = []
+    n = _name
+    template = spawner["user_volume_template"]
+    if "{servername}" in template or "{raw_servername}" in template:
+        problems.append(
+            f"{n('spawner', 'user_volume_template')} {_q(template)} must not contain "
+            "{servername}: all of a user's servers mount the same files"
+        )
+    notice = spawner.get("image_notice_file")
+    if notice is not None and not os.path.isabs(notice):
+        problems.append(
+            f"{n('spawner', 'image_notice_file')} {_q(notice)} must be an absolute path"
+        )
+    limit = spawner.get("named_server_limit", 0)
+    if not 0 <= limit <= 10:
+        problems.append(
+            f"{n('spawner', 'named_server_limit')} {limit} must be 0 (one server per user) "
+            "to 10 named servers besides it"
+        )
+    images = spawner.get("images", [])
+    seen: set[str] = set()
+    for i, entry in enumerate(images):
+        where = f"{n('spawner', 'images')}[{i}]"
+        if not isinstance(entry, Mapping) or set(entry) - _IMAGE_KEYS or "image" not in entry:
+            problems.append(
+                f"{where} must be an object with image and optional created, packages "
+                f"(got {_q(entry)})"
+            )
+            continue
+        image = entry["image"]
+        if not isinstance(image, str) or not image.strip() or image in seen:
+            problems.append(f"{where}.image {_q(image)} must be a distinct image reference")
+        seen.add(image)
+        if not isinstance(entry.get("created", ""), str):
+            problems.append(f"{where}.created must be a date as text")
+        packages = entry.get("packages", {})
+        if not isinstance(packages, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in packages.items()
+        ):
+            problems.append(f"{where}.packages must map package names to versions (text)")
+    if images and isinstance(images[0], Mapping) and images[0].get("image") != spawner["image"]:
+        problems.append(
+            f"{n('spawner', 'images')} must start with the current image "
+            f"{_q(spawner['image'])} (the default of the form), got "
+            f"{_q(images[0].get('image'))}"
+        )
+    max_mem = spawner.get("max_mem_limit")
+    if max_mem is not None and not SIZE_RE.match(max_mem):
+        problems.append(
+            f"{n('spawner', 'max_mem_limit')} {_q(max_mem)} is not a size: use a number "
+            "with K, M, G or T, e.g. '8G'"
+        )
+        max_mem = None
+    max_cpu = spawner.get("max_cpu_limit")
+    if max_cpu is not None and not max_cpu > 0:
+        problems.append(f"{n('spawner', 'max_cpu_limit')} {max_cpu} must be greater than 0")
+        max_cpu = None
+    profiles = spawner.get("profiles", [])
+    where_all = n("spawner", "profiles")
+    names: list[str] = []
+    defaults = 0
+    for i, p in enumerate(profiles):
+        if not isinstance(p, Mapping):
+            problems.append(f"{where_all}[{i}] must be an object, got {_q(p)}")
+            continue
+        label = f"{where_all}[{i}]"
+        if isinstance(p.get("name"), str):
+            label = f"{where_all} {_q(p['name'])}"
+        extra = set(p) - _PROFILE_KEYS
+        if extra:
+            problems.append(
+                f"{label}: unknown keys {', '.join(sorted(extra))} (allowed: "
+                f"{', '.join(sorted(_PROFILE_KEYS))})"
+            )
+        name = p.get("name")
+        if not isinstance(name, str) or not PROFILE_NAME_RE.match(name):
+            problems.append(
+                f"{label}: name {_q(name)} must be 1 to 32 lower-case letters, digits, '_' "
+                "or '-', e.g. 'audio'"
+            )
+        else:
+            names.append(name)
+        mem = p.get("mem_limit")
+        if not isinstance(mem, str) or not SIZE_RE.match(mem):
+            problems.append(
+                f"{label}: mem_limit {_q(mem)} is not a size: use a number with K, M, G or T, "
+                "e.g. '4G'"
+            )
+        elif max_mem and size_bytes(mem) > size_bytes(max_mem):
+            problems.append(
+                f"{label}: mem_limit {mem} is more than {n('spawner', 'max_mem_limit')} {max_mem}"
+            )
+        cpu = p.get("cpu_limit")
+        if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not cpu > 0:
+            problems.append(f"{label}: cpu_limit {_q(cpu)} must be a number greater than 0")
+        elif max_cpu and cpu > max_cpu:
+            problems.append(
+                f"{label}: cpu_limit {cpu} is more than {n('spawner', 'max_cpu_limit')} {max_cpu}"
+            )
+        default = p.get("default", False)
+        if not isinstance(default, bool):
+            problems.append(f"{label}: default must be true/false")
+        defaults += default is True
+        if not isinstance(p.get("description", ""), str):
+            problems.append(f"{label}: description must be text")
+    duplicates = sorted({x for x in names if names.count(x) > 1})
+    if duplicates:
+        problems.append(f"{where_all}: names must be unique, {', '.join(duplicates)} repeated")
+    if profiles and defaults != 1:
+        problems.append(
+            f"{where_all}: exactly one profile must have default: true (the form's "
+            f"preselection and an API start without a profile), got {defaults}"
+        )
+    if not profiles:
+        for key, too_big in (
+            (
+                "mem_limit",
+                max_mem
+                and SIZE_RE.match(spawner["mem_limit"])
+                and size_bytes(spawner["mem_limit"]) > size_bytes(max_mem),
+            ),
+            ("cpu_limit", max_cpu and spawner["cpu_limit"] > max_cpu),
+        ):
+            if too_big:
+                problems.append(
+                    f"{n('spawner', key)} {spawner[key]} is more than "
+                    f"{n('spawner', 'max_' + key)} {spawner['max_' + key]}"
+                )
+    return problems
 
 
 def _tname(typ: type | tuple[type, ...]) -> str:
@@ -513,8 +676,24 @@ def apply(
     c.DockerSpawner.notebook_dir = nb
     c.DockerSpawner.volumes = container.dockerspawner_volumes(spawner)
     c.DockerSpawner.extra_host_config = container.host_config(spawner, probe, hub["gateway_ip"])
-    c.DockerSpawner.mem_limit = spawner["mem_limit"]
-    c.DockerSpawner.cpu_limit = float(spawner["cpu_limit"])
+    # What a researcher chooses at start (the spawn form, or user_options through the
+    # API): the image among the current one and the previous tags kept on the station
+    # (DockerSpawner.allowed_images: its check_allowed refuses any other), a resource
+    # profile among the operator's (TestbedDockerSpawner.apply_user_options refuses any
+    # other), and up to named_server_limit named servers besides the default one.
+    images = spawner.get("images") or [{"image": spawner["image"]}]
+    c.TestbedDockerSpawner.current_image = spawner["image"]
+    c.DockerSpawner.allowed_images = [i["image"] for i in images] if len(images) > 1 else {}
+    c.TestbedDockerSpawner.image_labels = {
+        i["image"]: image_label(i, current=i["image"] == spawner["image"]) for i in images
+    }
+    c.TestbedDockerSpawner.profiles = choices = profiles(spawner)
+    default = next(p for p in choices if p["default"])
+    c.DockerSpawner.mem_limit = default["mem_limit"]
+    c.DockerSpawner.cpu_limit = default["cpu_limit"]
+    named = spawner.get("named_server_limit", 0)
+    c.JupyterHub.allow_named_servers = named > 0
+    c.JupyterHub.named_server_limit_per_user = named
     c.DockerSpawner.start_timeout = spawner["start_timeout"]
     c.DockerSpawner.http_timeout = spawner["http_timeout"]
     c.DockerSpawner.environment = {
@@ -543,6 +722,64 @@ def apply(
     else:
         c.JupyterHub.load_roles = [admin_role]
         c.JupyterHub.services = []
+
+
+#: Packages named in an image's label, in this order (when the image has them).
+MAIN_PACKAGES = (
+    "python",
+    "jupyterlab",
+    "numpy",
+    "pandas",
+    "scipy",
+    "matplotlib",
+    "testbed-notebook",
+)
+
+
+def image_label(entry: Mapping[str, Any], current: bool = False) -> str:
+    """How the spawn form names an image: its tag, build date and main package versions,
+    e.g. ``3f2a9c1b7e44 · built 2026-11-20 · jupyterlab 4.3.1, numpy 2.1.3 (current)``."""
+    ref = str(entry["image"])
+    tag = ref.rsplit(":", 1)[-1] if ":" in ref.rsplit("/", 1)[-1] else ref
+    parts = [tag]
+    created = str(entry.get("created") or "")
+    if created:
+        parts.append(f"built {created[:10]}")
+    packages = dict(entry.get("packages") or {})
+    versions = [f"{p} {packages[p]}" for p in MAIN_PACKAGES if p in packages]
+    if versions:
+        parts.append(", ".join(versions))
+    return " · ".join(parts) + (" (current)" if current else " (earlier)")
+
+
+def profiles(spawner: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The resource profiles as the spawner takes them, each with a ``label``; the
+    default one first. No profiles: one, ``standard``, from mem_limit and cpu_limit."""
+    given = spawner.get("profiles") or [
+        {
+            "name": "standard",
+            "mem_limit": spawner["mem_limit"],
+            "cpu_limit": spawner["cpu_limit"],
+            "default": True,
+        }
+    ]
+    out = []
+    for p in given:
+        cpu = float(p["cpu_limit"])
+        cpus = f"{cpu:g} CPU" + ("" if cpu == 1 else "s")
+        label = f"{p['name']} ({p['mem_limit']} memory, {cpus})"
+        if p.get("description"):
+            label += f": {p['description']}"
+        out.append(
+            {
+                "name": p["name"],
+                "mem_limit": p["mem_limit"],
+                "cpu_limit": cpu,
+                "default": bool(p.get("default")),
+                "label": label,
+            }
+        )
+    return out
 
 
 def load(path: str = "/etc/jupyterhub/settings.json") -> dict[str, Any]:

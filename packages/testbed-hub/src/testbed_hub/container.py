@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+#: Where ``image_notice_file`` is mounted: /etc/profile reads it in every login shell.
+IMAGE_NOTICE_TARGET = "/etc/profile.d/zz-testbed-image.sh"
 #: Docker engine version from which ``host-gateway`` works in ``extra_hosts``.
 HOST_GATEWAY_MIN_DOCKER = (20, 10)
 
@@ -81,13 +83,21 @@ def notebook_dir(spawner: Mapping[str, Any]) -> str:
 
 def mounts(spawner: Mapping[str, Any], username: str) -> list[Mount]:
     """The user's volume on the notebook folder, the shared volume on ``share/``
-    and the recordings read-only on ``media/``."""
+    and the recordings read-only on ``media/``; with ``image_notice_file``, that file
+    (from the station, so images built before it have it too) as a login-shell script:
+    JupyterLab's terminal then says when the server runs an earlier image.
+
+    The user's volume name has ``{username}`` only, never ``{servername}``: all of a
+    user's servers (the default one and the named ones) mount the same files."""
     nb = notebook_dir(spawner)
-    return [
+    out = [
         Mount("volume", spawner["user_volume_template"].replace("{username}", username), nb),
         Mount("volume", spawner["shared_volume"], f"{nb}/share"),
         Mount("bind", spawner["media_dir"], f"{nb}/media", read_only=True),
     ]
+    if spawner.get("image_notice_file"):
+        out.append(Mount("bind", spawner["image_notice_file"], IMAGE_NOTICE_TARGET, read_only=True))
+    return out
 
 
 def dockerspawner_volumes(spawner: Mapping[str, Any]) -> dict[str, Any]:

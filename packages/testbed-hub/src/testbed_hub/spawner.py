@@ -17,16 +17,31 @@ from its container when the hub finds it running). After an upgrade moves the hu
 to a new notebook image, a running server keeps the previous one until it is
 stopped and started again: ``outdated_image`` says so, and the hub's home page
 (``templates/home.html``) tells the user.
+
+What a researcher chooses at start, with upstream's machinery only: the spawn form
+(``options_form``) offers the images of ``DockerSpawner.allowed_images`` (the current
+image first and preselected, then the earlier tags kept on the station, each named
+by ``image_labels``) and the operator's resource ``profiles``; ``options_from_form``
+turns the form into ``user_options`` and refuses a value that is not offered (the
+form comes back with the message), and ``apply_user_options`` (JupyterHub >= 5.3,
+run before every start, also for ``user_options`` sent through the REST API) applies
+the profile's limits and refuses the same. ``DockerSpawner.start`` then picks the
+image from ``user_options`` through its own ``check_allowed``. The container learns
+its image through ``TESTBED_IMAGE``, ``TESTBED_IMAGE_CURRENT`` and
+``TESTBED_IMAGE_OUTDATED`` (the terminal's login banner reads them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from dockerspawner import DockerSpawner
-from traitlets import Float, Unicode
+from tornado import web
+from traitlets import Dict, Float, List, Unicode, default
 
 
 async def wait_for_port(
@@ -86,10 +101,166 @@ class TestbedDockerSpawner(DockerSpawner):
         help="The image the running server was started from ('' when stopped or not known).",
     )
 
+    current_image = Unicode(
+        "",
+        config=True,
+        help="The current notebook image (the form's default; '' = DockerSpawner.image as "
+        "configured). DockerSpawner.image itself changes to the image a server starts on.",
+    )
+
+    image_labels = Dict(
+        Unicode(),
+        config=True,
+        help="How the spawn form names each image of allowed_images (image -> label).",
+    )
+
+    profiles = List(
+        Dict(),
+        config=True,
+        help="Resource profiles a researcher chooses from: dicts with name, mem_limit, "
+        "cpu_limit, default (exactly one true) and label. Empty: DockerSpawner's mem_limit "
+        "and cpu_limit, no choice.",
+    )
+
+    profile = Unicode("", help="Name of the profile the server was started with.")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if not self.current_image:
+            self.current_image = self.image
+
     @property
     def outdated_image(self) -> bool:
-        """The running server's image is not the configured one (an upgrade moved on)."""
-        return bool(self.started_image) and self.started_image != self.image
+        """The running server's image is not the current one: chosen at start among the
+        earlier tags, or an upgrade moved on while it ran."""
+        return bool(self.started_image) and self.started_image != self.current_image
+
+    # -- choices at start: image and resource profile ---------------------------------
+
+    def _images(self) -> list[str]:
+        allowed = self._get_allowed_images()
+        if allowed == "*" or not allowed:
+            return [self.current_image]
+        return list(allowed)
+
+    def _profile(self, name: Any) -> dict[str, Any] | None:
+        """The operator's profile called ``name`` (None or '': the default one)."""
+        if not self.profiles:
+            if name:
+                raise web.HTTPError(
+                    400, f"Resource profile {name!r} is not offered: this hub has no profiles"
+                )
+            return None
+        if name is None or name == "":
+            return next(p for p in self.profiles if p.get("default"))
+        for p in self.profiles:
+            if p["name"] == name:
+                return p
+        raise web.HTTPError(
+            400,
+            f"Resource profile {name!r} is not one this hub offers; choose one of "
+            + ", ".join(p["name"] for p in self.profiles),
+        )
+
+    def _check_image(self, image: Any) -> None:
+        if image is None or image == "":
+            return
+        offered = self._images()
+        if len(offered) < 2:
+            raise web.HTTPError(
+                400, f"Image {image!r}: this hub offers no choice of image (only the current one)"
+            )
+        if image not in offered:
+            raise web.HTTPError(
+                400,
+                f"Image {image!r} is not one this hub offers; choose one of " + ", ".join(offered),
+            )
+
+    @default("options_form")
+    def _testbed_options_form(self) -> str:
+        images, profiles = self._images(), self.profiles
+        if len(images) < 2 and len(profiles) < 2:
+            return ""  # nothing to choose: JupyterHub starts the server without a form
+        out = []
+        if len(images) > 1:
+            options = "".join(
+                f'<option value="{html.escape(i)}"{" selected" if i == self.current_image else ""}>'
+                f"{html.escape(self.image_labels.get(i, i))}</option>"
+                for i in images
+            )
+            out.append(
+                '<div class="form-group mb-3"><label for="testbed-image" class="form-label">'
+                "Environment (notebook image)</label>"
+                f'<select class="form-select form-control" id="testbed-image" name="image">'
+                f"{options}</select>"
+                '<small class="form-text text-muted">The current image is preselected; an '
+                "earlier one re-runs an analysis on the environment it was made with. Your "
+                "files are the same either way.</small></div>"
+            )
+        if len(profiles) > 1:
+            options = "".join(
+                f'<option value="{html.escape(p["name"])}"'
+                f"{' selected' if p.get('default') else ''}>"
+                f"{html.escape(p.get('label') or p['name'])}</option>"
+                for p in profiles
+            )
+            out.append(
+                '<div class="form-group mb-3"><label for="testbed-profile" class="form-label">'
+                "Resources</label>"
+                f'<select class="form-select form-control" id="testbed-profile" name="profile">'
+                f"{options}</select></div>"
+            )
+        return "\n".join(out)
+
+    @default("options_from_form")
+    def _testbed_options_from_form(self):
+        def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
+            """The form's choices as ``user_options``; a value not offered is refused
+            here, so the form comes back with the message."""
+            options = {}
+            for key in ("image", "profile"):
+                if formdata.get(key):
+                    options[key] = formdata[key][0]
+            self._check_image(options.get("image"))
+            self._profile(options.get("profile"))
+            return options
+
+        return options_from_form
+
+    @default("apply_user_options")
+    def _testbed_apply_user_options(self):
+        return TestbedDockerSpawner._apply_choices
+
+    @staticmethod
+    def _apply_choices(spawner: TestbedDockerSpawner, user_options: dict[str, Any]) -> None:
+        """Before every start (form or API): the current image unless another offered one
+        is asked for (DockerSpawner.start resolves it), the chosen profile's limits."""
+        if not isinstance(user_options, dict):
+            raise web.HTTPError(400, "user_options must be an object")
+        unknown = set(user_options) - {"image", "profile"}
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown option(s) {', '.join(sorted(unknown))}: only image and profile"
+            )
+        spawner._check_image(user_options.get("image"))
+        profile = spawner._profile(user_options.get("profile"))
+        # a spawner object lives on between starts: every start begins from the defaults
+        spawner.image = spawner.current_image
+        if profile is not None:
+            spawner.mem_limit = profile["mem_limit"]
+            spawner.cpu_limit = float(profile["cpu_limit"])
+            spawner.profile = profile["name"]
+
+    def get_env(self):
+        env = super().get_env()
+        # self.image is the image this start uses (DockerSpawner.start set it)
+        env["TESTBED_IMAGE"] = self.image
+        env["TESTBED_IMAGE_CURRENT"] = self.current_image
+        env["TESTBED_IMAGE_OUTDATED"] = "1" if self.image != self.current_image else "0"
+        env["TESTBED_IMAGE_LABEL"] = self.image_labels.get(self.image, self.image)
+        if self.profile:
+            env["TESTBED_PROFILE"] = self.profile
+        return env
 
     def get_state(self):
         state = super().get_state()
