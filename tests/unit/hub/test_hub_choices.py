@@ -184,11 +184,6 @@ def test_the_image_notice_is_mounted_read_only_as_a_login_script(choosing):
             '"audio": unknown keys memory',
         ),
         (
-            {"profiles": [], "mem_limit": "16G"},
-            "jupyterhub_spawner.mem_limit (spawner.mem_limit) 16G is more than "
-            "jupyterhub_profile_ceiling.mem_limit (spawner.max_mem_limit) 8G",
-        ),
-        (
             {"max_mem_limit": "lots"},
             'jupyterhub_profile_ceiling.mem_limit (spawner.max_mem_limit) "lots" is not a size',
         ),

@@ -96,6 +96,35 @@ BAD = [
         {"jupyterhub_host_gateway_mode": "docker0"},
         "jupyterhub_host_gateway_mode must be one of",
     ),
+    # resource profiles and named servers (issue 16): the hub's validator, naming the variable
+    (
+        {
+            "jupyterhub_profiles": [
+                {"name": "standard", "mem_limit": "2G", "cpu_limit": 1.0, "default": True},
+                {"name": "standard", "mem_limit": "4G", "cpu_limit": 2.0},
+            ]
+        },
+        "jupyterhub_profiles (spawner.profiles): names must be unique, standard repeated",
+    ),
+    (
+        {
+            "jupyterhub_profiles": [
+                {"name": "standard", "mem_limit": "2G", "cpu_limit": 1.0, "default": True},
+                {"name": "audio", "mem_limit": "64G", "cpu_limit": 2.0},
+            ],
+            "jupyterhub_profile_ceiling": {"mem_limit": "8G", "cpu_limit": 4},
+        },
+        'jupyterhub_profiles (spawner.profiles) "audio": mem_limit 64G is more than '
+        "jupyterhub_profile_ceiling.mem_limit (spawner.max_mem_limit) 8G",
+    ),
+    (
+        {"jupyterhub_profiles": [{"name": "audio", "memory": "4G", "cpu_limit": 2.0}]},
+        "jupyterhub_profiles",
+    ),
+    (
+        {"jupyterhub_named_server_limit": 50},
+        "jupyterhub_named_server_limit (spawner.named_server_limit) 50 must be 0",
+    ),
     # tasks/assert.yml: what is not a setting
     ({"jupyterhub_network_subnet": "172.30.0.0"}, 'jupyterhub_network_subnet "172.30.0.0"'),
     # tasks/assert.yml: a downgrade (the hub virtualenv "VENV <version>" holds a newer one)

@@ -558,21 +558,6 @@ def _check_choices(spawner: Mapping[str, Any]) -> list[str]:  # noqa: C901 - one
             f"{where_all}: exactly one profile must have default: true (the form's "
             f"preselection and an API start without a profile), got {defaults}"
         )
-    if not profiles:
-        for key, too_big in (
-            (
-                "mem_limit",
-                max_mem
-                and SIZE_RE.match(spawner["mem_limit"])
-                and size_bytes(spawner["mem_limit"]) > size_bytes(max_mem),
-            ),
-            ("cpu_limit", max_cpu and spawner["cpu_limit"] > max_cpu),
-        ):
-            if too_big:
-                problems.append(
-                    f"{n('spawner', key)} {spawner[key]} is more than "
-                    f"{n('spawner', 'max_' + key)} {spawner['max_' + key]}"
-                )
     return problems
 
 
