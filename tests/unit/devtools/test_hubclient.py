@@ -11,7 +11,12 @@ from urllib.parse import parse_qs, quote
 import pytest
 import requests
 
-from testbed_devtools.hubclient import HubFlowError, HubSession, _run_on_channel
+from testbed_devtools.hubclient import (
+    HubFlowError,
+    HubSession,
+    _run_on_channel,
+    spawn_form_choices,
+)
 
 
 def session_with_cookies() -> HubSession:
@@ -155,3 +160,58 @@ def test_an_error_is_reported_with_its_name():
     )
     out = _run_on_channel(ws, "open('/x', 'w')", timeout=5)
     assert out["status"] == "error" and out["error"] == "OSError: Read-only file system"
+
+
+# --- the spawn form (a choice of image or profile): Start with what it preselects ------
+
+SPAWN_PAGE = """<html><script>window.jhdata = { xsrf_token: "tok-1" };</script>
+<form enctype="multipart/form-data" id="spawn_form" action="/jupyter/hub/spawn/alice"
+      method="post" role="form">
+<select class="form-select" id="testbed-image" name="image">
+<option value="testbed-hub/notebook:new" selected>new &middot; (current)</option>
+<option value="testbed-hub/notebook:old">old (earlier)</option></select>
+<select name="profile"><option value="standard">standard</option>
+<option value="audio">audio</option></select>
+<button type="submit">Start</button></form></html>"""
+
+
+def test_the_spawn_form_choices_are_what_it_preselects():
+    assert spawn_form_choices(SPAWN_PAGE) == {
+        "image": "testbed-hub/notebook:new",
+        "profile": "standard",  # none marked: the first, as a browser submits it
+    }
+    assert spawn_form_choices("<html>hub home</html>") is None
+
+
+class SpawnFormSite(LoginSite):
+    """After the login the hub shows its spawn form; POSTing it starts the server."""
+
+    spawned: list[dict] = []
+
+    def do_GET(self):
+        if "testbed_session=s-alice" in (self.headers.get("Cookie") or ""):
+            return self._answer(200, [("Content-Type", "text/html")], SPAWN_PAGE.encode())
+        return super().do_GET()
+
+    def do_POST(self):
+        if not self.path.startswith("/jupyter/hub/spawn"):
+            return super().do_POST()
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        type(self).spawned.append({k: v[0] for k, v in parse_qs(body).items()})
+        return self._answer(200, [("Content-Type", "text/html")], b"spawn pending")
+
+
+def test_login_presses_start_on_the_spawn_form():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SpawnFormSite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = HubSession(f"http://127.0.0.1:{server.server_address[1]}")
+        r = s.login("alice", "wonderland")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.text == "spawn pending"
+    assert SpawnFormSite.spawned == [
+        {"image": "testbed-hub/notebook:new", "profile": "standard", "_xsrf": "tok-1"}
+    ]
+    assert s.spawn_choices == {"image": "testbed-hub/notebook:new", "profile": "standard"}

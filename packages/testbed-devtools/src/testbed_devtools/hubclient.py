@@ -9,7 +9,9 @@ HTTPS origin exactly as a browser does.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import ssl
 import time
 import uuid
@@ -23,6 +25,28 @@ from testbed_proxy.client import Target
 from testbed_proxy.client import login as login_form
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+#: The hub's spawn form (JupyterHub's spawn.html) and the selects in it.
+SPAWN_FORM_RE = re.compile(r'<form[^>]*id="spawn_form"[^>]*>(.*?)</form>', re.S)
+SPAWN_ACTION_RE = re.compile(r'<form[^>]*id="spawn_form"[^>]*action="([^"]*)"', re.S)
+SELECT_RE = re.compile(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', re.S)
+OPTION_RE = re.compile(r'<option value="([^"]*)"( selected)?')
+XSRF_RE = re.compile(r'xsrf_token: "([^"]+)"')
+
+
+def spawn_form_choices(page: str) -> dict[str, str] | None:
+    """``{select name: preselected value}`` of the spawn form in ``page`` (the first
+    option where none is marked, as a browser does); None when there is no form."""
+    form = SPAWN_FORM_RE.search(page)
+    if not form:
+        return None
+    out = {}
+    for name, body in SELECT_RE.findall(form.group(1)):
+        options = OPTION_RE.findall(body)
+        chosen = next((v for v, sel in options if sel), options[0][0] if options else "")
+        out[html.unescape(name)] = html.unescape(chosen)
+    return out
 
 
 class HubFlowError(AssertionError):
@@ -67,6 +91,8 @@ class HubSession:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.username: str | None = None
         self.login_redirect: str | None = None
+        #: what press_start submitted on the spawn form (None: no form on the way)
+        self.spawn_choices: dict[str, str] | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -86,7 +112,8 @@ class HubSession:
         :func:`testbed_proxy.client.login`; its session cookie joins this
         session's jar. Returns the last answer of the redirect chain from the
         login's ``next`` URL (the hub's spawn page, spawn-pending page or
-        JupyterLab itself).
+        JupyterLab itself); a spawn form on the way is submitted with its
+        preselected choices (:meth:`press_start`).
         """
         first = self.http.get(
             self.hub(), headers={"Accept": BROWSER_ACCEPT}, allow_redirects=False, timeout=30
@@ -121,8 +148,27 @@ class HubSession:
                 f"Location={back!r}"
             )
         self.login_redirect = urljoin(self.url(self.login_path), back)
-        return self.http.get(
+        landed = self.http.get(
             self.login_redirect, headers={"Accept": BROWSER_ACCEPT}, timeout=self.timeout
+        )
+        return self.press_start(landed)
+
+    def press_start(self, page: requests.Response) -> requests.Response:
+        """On the hub's spawn form (a choice of image or resource profile), press Start
+        with what the form preselects, as a researcher who changes nothing does; any
+        other page is returned as it is."""
+        choices = spawn_form_choices(page.text) if page.status_code == 200 else None
+        if choices is None:
+            return page
+        xsrf = XSRF_RE.search(page.text)
+        data = {**choices, **({"_xsrf": xsrf.group(1)} if xsrf else {})}
+        self.spawn_choices = choices
+        action = SPAWN_ACTION_RE.search(page.text)
+        return self.http.post(
+            urljoin(page.url, html.unescape(action.group(1)) if action else page.url),
+            data=data,
+            headers={"Accept": BROWSER_ACCEPT, **self._hub_xsrf()},
+            timeout=self.timeout,
         )
 
     def _xsrf_header(self, path_prefix: str) -> dict[str, str]:
