@@ -168,7 +168,9 @@ class TestbedDockerSpawner(DockerSpawner):
         offered = self._images()
         if len(offered) < 2:
             raise web.HTTPError(
-                400, f"Image {image!r}: this hub offers no choice of image (only the current one)"
+                400,
+                f"Image {image!r} is not one this hub offers: it starts every server on the "
+                "current image (no earlier tags are offered)",
             )
         if image not in offered:
             raise web.HTTPError(
