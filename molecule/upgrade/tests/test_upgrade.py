@@ -151,7 +151,7 @@ def test_running_server_kept_on_its_image_and_user_told(host, token, before):
     status, user = api(host, token, "GET", f"/users/{before['alice']}")
     assert user["servers"][""]["ready"] is True, user
     home = home_page(host, "alice@testbed.example")
-    assert "previous notebook image" in home, home[-3000:]
+    assert "earlier notebook image" in home, home[-3000:]
     assert before["running_image"].rpartition(":")[2] in home
 
 
@@ -196,7 +196,7 @@ def test_tag_in_use_is_kept_by_pruning_then_removed(host, token, before):
         time.sleep(2)
     container = inspect(host, f"jupyter-{before['alice']}")
     assert container["Config"]["Image"] != old
-    assert "previous notebook image" not in home_page(host, "alice@testbed.example")
+    assert "earlier notebook image" not in home_page(host, "alice@testbed.example")
     # the files written before the upgrade, seen from the new server
     out = host.check_output(
         f"docker exec jupyter-{before['alice']} cat /home/jovyan/nist/results/summary.csv"

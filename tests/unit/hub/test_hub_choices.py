@@ -454,3 +454,45 @@ async def test_a_forged_post_gets_the_form_back_with_the_message(choosing_hub, m
     assert "Resource profile 'huge' is not one this hub offers" in text
     assert 'name="profile"' in r.text  # the form again
     assert not choosing_hub.users["ue-01"].spawner.active  # nothing started
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"profile": "huge"}, "Resource profile 'huge' is not one this hub offers"),
+        ({"image": "evil/miner:latest"}, "Image 'evil/miner:latest' is not one this hub offers"),
+        ({"mem_limit": "64G"}, "Unknown option(s) mem_limit: only image and profile"),
+    ],
+)
+async def test_a_forged_api_start_is_refused_before_the_spawner_starts(
+    choosing_hub, options, message, monkeypatch
+):
+    """POST /users/:name/servers/:server with user_options as JSON: JupyterHub runs
+    apply_user_options before Spawner.start, and relays its HTTP 400."""
+    import json
+
+    from jupyterhub.tests.utils import add_user, api_request, auth_header
+
+    started = []
+
+    async def start(self):  # never reached: no Docker in unit tests
+        started.append(self)
+        raise AssertionError("start() must not run")
+
+    monkeypatch.setattr(TestbedDockerSpawner, "start", start)
+    add_user(choosing_hub.db, choosing_hub, name="ue-03")
+    r = await api_request(
+        choosing_hub,
+        "users",
+        "ue-03",
+        "servers",
+        "batch",
+        method="post",
+        data=json.dumps(options),
+        headers=auth_header(choosing_hub.db, "ops-admin"),
+        bypass_proxy=True,
+    )
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    assert started == []
