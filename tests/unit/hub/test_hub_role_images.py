@@ -140,3 +140,16 @@ def test_no_earlier_tag_or_none_wanted_means_no_choice(tmp_path):
 def test_a_current_image_not_on_the_station_offers_nothing(tmp_path):
     """Check mode on a new station: the image is not built yet."""
     assert offered(tmp_path, ["0123456789ab"]) == []
+
+
+def test_tags_of_one_image_come_in_a_stable_order(tmp_path):
+    """Two tags of one image share its date; settings.json must not change between
+    runs (a change restarts the hub), whatever order `docker image ls` gives."""
+    CREATED["0000000000e1"] = CREATED["0123456789ab"]
+    try:
+        one = offered(tmp_path / "a", ["ba9876543210", "0123456789ab", "0000000000e1"])
+        two = offered(tmp_path / "b", ["ba9876543210", "0000000000e1", "0123456789ab"])
+    finally:
+        del CREATED["0000000000e1"]
+    assert one == two
+    assert [i["image"] for i in one] == [CUR, f"{REPO}:0000000000e1", f"{REPO}:0123456789ab"]
