@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from test_jupyterhub import NB, api, inspect, journal
+from test_rerun_access import INVENTORY
 
 from testbed_hub.auth import identity_to_username
 
@@ -178,6 +179,10 @@ def test_the_named_server_limit_holds(host, token, user):
 
 
 def rerun_roles() -> subprocess.CompletedProcess[str]:
+    """converge.yml again for the two roles, with the user lists test_rerun_access.py
+    left (its INVENTORY), so that only the offered images change."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "choices-rerun-vars.json"
+    path.write_text(json.dumps(INVENTORY, ensure_ascii=False))
     cmd = [
         "ansible-playbook",
         "-i",
@@ -185,6 +190,8 @@ def rerun_roles() -> subprocess.CompletedProcess[str]:
         str(SCENARIO / "converge.yml"),
         "--tags",
         "notebook_image,jupyterhub",
+        "-e",
+        f"@{path}",
     ]
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
