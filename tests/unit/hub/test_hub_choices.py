@@ -415,6 +415,8 @@ async def choosing_hub(make_hub, hub_config, choosing):
     hc.JupyterHub.allow_named_servers = c.JupyterHub.allow_named_servers
     hc.JupyterHub.named_server_limit_per_user = c.JupyterHub.named_server_limit_per_user
     hc.DockerSpawner.image = CUR
+    hc.DockerSpawner.volumes = c.DockerSpawner.volumes
+    hc.DockerSpawner.escape = c.DockerSpawner.escape
     hc.DockerSpawner.allowed_images = c.DockerSpawner.allowed_images
     hc.TestbedDockerSpawner.current_image = CUR
     hc.TestbedDockerSpawner.image_labels = c.TestbedDockerSpawner.image_labels
@@ -496,3 +498,22 @@ async def test_a_forged_api_start_is_refused_before_the_spawner_starts(
     assert r.status_code == 400, r.text
     assert message in r.json()["message"]
     assert started == []
+
+
+@pytest.mark.asyncio
+async def test_a_users_named_servers_in_the_hub_share_the_volume(choosing_hub):
+    """The hub's own spawner objects (names from its database), not stand-ins."""
+    from jupyterhub.tests.utils import add_user
+
+    add_user(choosing_hub.db, choosing_hub, name="ue-04")
+    user = choosing_hub.users["ue-04"]
+    spawners = [user.get_or_create_spawner(name, name) for name in ("", "batch", "live")]
+    assert [s.object_name for s in spawners] == [
+        "jupyter-ue-04",
+        "jupyter-ue-04--batch",
+        "jupyter-ue-04--live",
+    ]
+    assert {s.name for s in spawners} == {"", "batch", "live"}
+    assert all(isinstance(s, TestbedDockerSpawner) for s in spawners)
+    volume = {"bind": "/home/jovyan/nist", "mode": "rw"}
+    assert all(s.volume_binds["jupyterhub-user-ue-04"] == volume for s in spawners)

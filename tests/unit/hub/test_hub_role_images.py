@@ -153,3 +153,8 @@ def test_tags_of_one_image_come_in_a_stable_order(tmp_path):
         del CREATED["0000000000e1"]
     assert one == two
     assert [i["image"] for i in one] == [CUR, f"{REPO}:0000000000e1", f"{REPO}:0123456789ab"]
+
+
+def test_a_reference_by_digest_offers_nothing(tmp_path):
+    digest = f"{REPO}@sha256:" + "a" * 64
+    assert offered(tmp_path, ["ba9876543210", "0123456789ab"], current=digest) == []
