@@ -75,3 +75,32 @@ def test_the_template_extends_the_stock_home_page():
     source = (FileSystemLoader(TEMPLATES).get_source(Environment(), "home.html"))[0]
     assert '{% extends "templates/home.html" %}' in source
     assert "{{ super() }}" in source
+
+
+@pytest_asyncio.fixture
+async def named_hub(make_hub, hub_config):
+    c = hub_config.copy()
+    c.JupyterHub.template_paths = [TEMPLATES]
+    c.JupyterHub.spawner_class = TestbedDockerSpawner
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 2
+    c.DockerSpawner.image = NEW
+    return await make_hub(c)
+
+
+@pytest.mark.asyncio
+async def test_a_named_server_on_an_earlier_image_is_named(named_hub, make_client):
+    client = await home(named_hub, make_client, "ue-05")
+    user = named_hub.users["ue-05"]
+    user.get_or_create_spawner("batch", "batch").load_state(
+        {"object_id": "c0ffee", "started_image": OLD}
+    )
+    user.get_or_create_spawner("live", "live").load_state(
+        {"object_id": "beef", "started_image": NEW}
+    )
+    r = await client.get("home", identity="ue-05")
+    assert r.status_code == 200, r.text[:300]
+    page = text(r.text)
+    assert f"Server batch runs an earlier notebook image ({OLD}); the current one is {NEW}." in page
+    assert "Server live runs" not in page
+    assert r.text.count("testbed-outdated-named") == 1
