@@ -25,7 +25,14 @@ def login(page, base_url: str, user: str, username: str) -> None:
     assert nxt == f"{base_url}/jupyter/", nxt
     page.fill("input[name=username]", user)
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(rf"/jupyter/user/{re.escape(username)}/lab"), timeout=120_000)
+    lab = re.compile(rf"/jupyter/user/{re.escape(username)}/lab")
+    # With a choice (an earlier notebook image kept, resource profiles), the hub
+    # shows its spawn form first: press Start with what it preselects.
+    page.wait_for_url(re.compile(rf"{lab.pattern}|/jupyter/hub/spawn/"), timeout=120_000)
+    if not lab.search(page.url):
+        shot(page, "01b-spawn-form")
+        page.click("#spawn_form [type=submit]")
+    page.wait_for_url(lab, timeout=120_000)
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
 
 

@@ -498,6 +498,11 @@ async def test_a_forged_api_start_is_refused_before_the_spawner_starts(
     assert r.status_code == 400, r.text
     assert message in r.json()["message"]
     assert started == []
+    # JupyterHub stored the options as the server's defaults before the refusal; the
+    # refusal forgot them, so a start without options does not send them again
+    orm_spawner = choosing_hub.users["ue-03"].orm_user.orm_spawners["batch"]
+    choosing_hub.db.refresh(orm_spawner)
+    assert orm_spawner.user_options == {}
 
 
 @pytest.mark.asyncio

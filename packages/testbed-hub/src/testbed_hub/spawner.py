@@ -236,22 +236,43 @@ class TestbedDockerSpawner(DockerSpawner):
     @staticmethod
     def _apply_choices(spawner: TestbedDockerSpawner, user_options: dict[str, Any]) -> None:
         """Before every start (form or API): the current image unless another offered one
-        is asked for (DockerSpawner.start resolves it), the chosen profile's limits."""
-        if not isinstance(user_options, dict):
-            raise web.HTTPError(400, "user_options must be an object")
-        unknown = set(user_options) - {"image", "profile"}
-        if unknown:
-            raise web.HTTPError(
-                400, f"Unknown option(s) {', '.join(sorted(unknown))}: only image and profile"
-            )
-        spawner._check_image(user_options.get("image"))
-        profile = spawner._profile(user_options.get("profile"))
+        is asked for (DockerSpawner.start resolves it), the chosen profile's limits.
+
+        Refused options are forgotten: JupyterHub stores ``user_options`` sent through
+        its REST API as the server's defaults before this runs, and a later start
+        without options would otherwise send the refused ones again.
+        """
+        try:
+            if not isinstance(user_options, dict):
+                raise web.HTTPError(400, "user_options must be an object")
+            unknown = set(user_options) - {"image", "profile"}
+            if unknown:
+                raise web.HTTPError(
+                    400, f"Unknown option(s) {', '.join(sorted(unknown))}: only image and profile"
+                )
+            spawner._check_image(user_options.get("image"))
+            profile = spawner._profile(user_options.get("profile"))
+        except web.HTTPError:
+            spawner._forget_user_options()
+            raise
         # a spawner object lives on between starts: every start begins from the defaults
         spawner.image = spawner.current_image
         if profile is not None:
             spawner.mem_limit = profile["mem_limit"]
             spawner.cpu_limit = float(profile["cpu_limit"])
             spawner.profile = profile["name"]
+
+    def _forget_user_options(self) -> None:
+        """Back to the defaults: no stored ``user_options`` for this server."""
+        self.user_options = {}
+        orm_spawner = self.orm_spawner
+        if orm_spawner is not None and orm_spawner.user_options:
+            from sqlalchemy.orm import object_session  # the hub's session of this row
+
+            orm_spawner.user_options = {}
+            session = object_session(orm_spawner)
+            if session is not None:
+                session.commit()
 
     def get_env(self):
         env = super().get_env()
