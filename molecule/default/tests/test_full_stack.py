@@ -7,6 +7,7 @@ as an operator runs them.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -123,6 +124,73 @@ def test_run_notebooks_all_experiments_six_kernels_at_once(sso, record_property)
     assert {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"]
     record_property("runs", len(rows))
     record_property("kernel_starts", sum(int(r["attempts"]) for r in rows))
+
+
+#: Issue 14's soak: batches of six kernels started at once, in the user's own server
+#: (a researcher's terminal), each batch on six experiments.
+SOAK_BATCHES = 30
+SOAK_NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "cells": [
+        {
+            "id": "p",
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": "experiment_id = None",
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "id": "r",
+            "cell_type": "code",
+            "metadata": {},
+            "source": "import os, testbed\ntestbed.record('pid', os.getpid())",
+            "outputs": [],
+            "execution_count": None,
+        },
+    ],
+}
+
+
+def test_thirty_batches_of_six_kernels_all_report_ok(host, sso, record_property):
+    """``run-notebook --jobs 6`` thirty times in a row in the user's server: every run
+    of every batch reports ok, each in its own kernel (a kernel that lost the port race
+    at start is started again, and the summary counts it)."""
+    server = f"jupyter-{USER}"
+    nb = base64.b64encode(json.dumps(SOAK_NOTEBOOK).encode()).decode()
+    path = "/home/jovyan/nist/soak.ipynb"
+    host.check_output(f"docker exec -u jovyan {server} sh -c 'echo {nb} | base64 -d > {path}'")
+    ids = sorted(e["_id"] for e in generate().experiments)[:6]
+    select = " ".join(f"--experiment {i}" for i in ids)
+    rows, failures = [], []
+    for batch in range(SOAK_BATCHES):
+        res = host.run(
+            f"docker exec -u jovyan -w /home/jovyan/nist {server} run-notebook soak.ipynb "
+            f"{select} --jobs 6 --progress lines -o soak-runs"
+        )
+        found = re.search(r"summary: (\S+summary\.csv) and ", res.stdout)
+        if res.rc != 0 or not found:
+            failures.append((batch, res.rc, res.stdout[-800:], res.stderr[-800:]))
+            continue
+        text = host.check_output(f"docker exec {server} cat {found.group(1)}")
+        got = list(csv.DictReader(io.StringIO(text)))
+        assert sorted(r["experiment"] for r in got) == ids, (batch, got)
+        # six runs, six kernels of their own
+        assert len({r["pid"] for r in got}) == len(ids), (batch, got)
+        rows += got
+    assert failures == [], failures
+    assert len(rows) == SOAK_BATCHES * len(ids)
+    assert {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"]
+    record_property("batches", SOAK_BATCHES)
+    record_property("runs", len(rows))
+    record_property("kernel_starts", sum(int(r["attempts"]) for r in rows))
+    host.check_output(
+        f"docker exec {server} rm -rf /home/jovyan/nist/soak-runs /home/jovyan/nist/soak.ipynb"
+    )
 
 
 def test_run_notebooks_rejects_unknown_experiment(sso):

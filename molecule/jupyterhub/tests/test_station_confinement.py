@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 from test_jupyterhub import (
     CONTAINER,
+    KEPT_USER,
     NB,
     PROXY,
+    ROUTE_POLL,
     TEST_USER,
     api,
     gateway,
@@ -355,13 +357,39 @@ def wait_hub(host, timeout=120):
         time.sleep(1)
 
 
-def test_lock_survives_a_docker_restart(host, token, server, peer, listeners, addresses):
+def test_lock_survives_a_docker_restart(
+    host, token, server, peer, listeners, addresses, record_property
+):
+    """``systemctl restart docker`` (live-restore): an allowed user's server keeps its
+    container (same Id, same start time) and its route, and the hub, restarted with
+    Docker, takes it back; the egress lock is applied again with the engine."""
+    kept = f"jupyter-{KEPT_USER}"
+    assert api(host, token, "POST", f"/users/{KEPT_USER}")["status"] in (201, 409)
+    assert api(host, token, "POST", f"/users/{KEPT_USER}/server")["status"] in (201, 202, 400)
+    wait_ready(host, token, KEPT_USER)
+    kept_before = inspect(host, kept)
     before = host.check_output(f"systemctl show -p ExecMainStartTimestampMonotonic --value {UNIT}")
+    started = time.monotonic()
     assert host.run("systemctl restart docker").rc == 0, journal(host, "docker")
     deadline = time.monotonic() + 60
     while host.run("docker info").rc != 0:
         assert time.monotonic() < deadline, journal(host, "docker")
         time.sleep(1)
+    # the server was not removed (Docker's AutoRemove would have: container.host_config)
+    kept_after = inspect(host, kept)
+    assert kept_after["Id"] == kept_before["Id"], journal(host, "docker")
+    assert kept_after["State"]["StartedAt"] == kept_before["State"]["StartedAt"]
+    assert kept_after["State"]["Running"] is True
+    route = host.check_output("python3 -c %s %s 60", ROUTE_POLL, f"{PROXY}/user/{KEPT_USER}/api")
+    assert route != "never", journal(host, "jupyterhub")
+    record_property("docker_restart_route_back_seconds", round(time.monotonic() - started, 2))
+    wait_hub(host)
+    assert wait_ready(host, token, KEPT_USER)["ready"] is True
+    assert inspect(host, kept)["State"]["StartedAt"] == kept_before["State"]["StartedAt"]
+    assert api(host, token, "DELETE", f"/users/{KEPT_USER}/server")["status"] in (202, 204)
+    wait_ready(host, token, KEPT_USER, ready=False)
+    # DockerSpawner removed it on stop, as before
+    assert host.run(f"docker inspect {kept}").rc != 0
     # re-applied with Docker (PartOf=docker.service), and still loaded
     after = host.check_output(f"systemctl show -p ExecMainStartTimestampMonotonic --value {UNIT}")
     assert after != before

@@ -346,6 +346,8 @@ async def test_the_limits_reach_dockers_host_config(choosing, monkeypatch):
     host = created["create_container"]["host_config"]
     assert host["Memory"] == 4 * 1024**3
     assert host["CpuQuota"] == 200_000 and host["CpuPeriod"] == 100_000
+    # extra_host_config wins over DockerSpawner's auto_remove=self.remove
+    assert s.remove is True and "AutoRemove" not in host  # Docker's default: off
 
 
 def test_the_container_knows_its_image(choosing):

@@ -189,6 +189,7 @@ def test_spawner_config_is_accepted_by_dockerspawner(settings):
     }
     assert s.mem_limit == 2 * 1024**3
     assert s.extra_host_config == {
+        "auto_remove": False,
         "extra_hosts": {"host.docker.internal": "host-gateway"},
         "pids_limit": 512,
         "security_opt": ["no-new-privileges"],

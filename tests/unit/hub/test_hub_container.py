@@ -34,6 +34,7 @@ def test_spawner_gets_the_same_mounts_and_environment(settings):  # noqa: F811
     # container runs no server)
     assert c.DockerSpawner.environment == {**spec["env"], "JUPYTERHUB_ACTIVITY_INTERVAL": "300"}
     assert c.DockerSpawner.extra_host_config == {
+        "auto_remove": False,  # DockerSpawner removes on stop (container.host_config)
         "extra_hosts": spec["etc_hosts"],
         **{k: spec[k] for k in ("pids_limit", "security_opt", "cap_drop", "cap_add")},
     }

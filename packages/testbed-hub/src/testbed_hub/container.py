@@ -170,8 +170,20 @@ def confinement(spawner: Mapping[str, Any]) -> dict[str, Any]:
 def host_config(
     spawner: Mapping[str, Any], probe: Probe, gateway_ip: str | None = None
 ) -> dict[str, Any]:
-    """``DockerSpawner.extra_host_config``: the host mapping and :func:`confinement`."""
-    return {"extra_hosts": extra_hosts(spawner, probe, gateway_ip), **confinement(spawner)}
+    """``DockerSpawner.extra_host_config``: the host mapping and :func:`confinement`.
+
+    ``auto_remove`` is off although ``DockerSpawner.remove`` is on: DockerSpawner
+    removes the container itself when the server stops (and a leftover one before the
+    next start), while Docker's own AutoRemove (``docker run --rm``) makes an engine
+    with live-restore remove *running* containers when the daemon restarts (moby
+    issue 46308, fixed in Docker 24.0.8 and 25.0; Debian 12's docker.io 20.10 has it).
+    Without it a user's server survives ``systemctl restart docker``.
+    """
+    return {
+        "auto_remove": False,
+        "extra_hosts": extra_hosts(spawner, probe, gateway_ip),
+        **confinement(spawner),
+    }
 
 
 def spec(settings: Mapping[str, Any], username: str, probe: Probe | None = None) -> dict:

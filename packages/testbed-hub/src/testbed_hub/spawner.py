@@ -266,7 +266,7 @@ class TestbedDockerSpawner(DockerSpawner):
         """Back to the defaults: no stored ``user_options`` for this server."""
         self.user_options = {}
         orm_spawner = self.orm_spawner
-        if orm_spawner is not None and orm_spawner.user_options:
+        if getattr(orm_spawner, "user_options", None):
             from sqlalchemy.orm import object_session  # the hub's session of this row
 
             orm_spawner.user_options = {}
