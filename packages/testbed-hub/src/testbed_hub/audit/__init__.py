@@ -29,7 +29,8 @@ Writers (the hub, the nginx-log collector, the playbook callback) call
 :meth:`AuditLog.append` or ``python -m testbed_hub.audit append``; they serialise on an
 ``flock`` of ``audit.log.lock``. :func:`rotate` (from a systemd timer; not logrotate —
 its docstring says why) moves the file aside and links the new one with a ``rotate``
-record; :func:`verify` walks everything and names the first line that breaks the chain.
+record; :func:`verify` walks everything and names the first line that breaks the chain;
+:func:`report` and :func:`to_csv` read records back.
 
 The chain shows removed, inserted, edited and reordered records and missing rotated
 files. It cannot show the newest records cut off the live file, nor a chain re-computed
@@ -41,14 +42,19 @@ from __future__ import annotations
 
 from .log import AuditError, AuditLog, rotate
 from .record import EVENTS, FIELDS
+from .report import CSV_COLUMNS, records, report, to_csv
 from .verify import VerifyResult, verify
 
 __all__ = [
+    "CSV_COLUMNS",
     "EVENTS",
     "FIELDS",
     "AuditError",
     "AuditLog",
     "VerifyResult",
+    "records",
+    "report",
     "rotate",
+    "to_csv",
     "verify",
 ]
