@@ -24,6 +24,7 @@ from testbed.batch.runner import (
     DefaultJobs,
     is_kernel_port_clash,
     jobs_from_limits,
+    kernel_start_failure,
     parse_proc_cgroup,
     parse_value,
     safe_name,
@@ -495,6 +496,57 @@ def test_port_clash_is_recognised_only_at_kernel_start(exc, stderr, clash):
     assert is_kernel_port_clash(exc, stderr) is clash
 
 
+@pytest.mark.parametrize(
+    ("exc", "stderr", "retried"),
+    [
+        pytest.param(RuntimeError(KERNEL_DIED_AT_START), KERNEL_STDERR, True, id="port-clash"),
+        pytest.param(RuntimeError("Kernel didn't respond in 60 seconds"), "", True, id="no-answer"),
+        pytest.param(RuntimeError(KERNEL_DIED_AT_START), "ImportError: x\n", False, id="dies"),
+        pytest.param(DeadKernelError("Kernel died"), KERNEL_STDERR, False, id="died-later"),
+        pytest.param(
+            RuntimeError("Kernel didn't respond in 60 seconds, and then some"),
+            "",
+            False,
+            id="other-words",
+        ),
+        pytest.param(
+            PapermillExecutionError(
+                1, 1, "x", "RuntimeError", "Kernel didn't respond in 60 seconds", ["..."]
+            ),
+            "",
+            False,
+            id="notebook-code",
+        ),
+    ],
+)
+def test_a_kernel_start_failure_is_told_from_other_failures(exc, stderr, retried):
+    assert (kernel_start_failure(exc, stderr) is not None) is retried
+
+
+def test_a_kernel_that_does_not_answer_at_start_is_replaced(tmp_path, monkeypatch):
+    """jupyter_client's "Kernel didn't respond in 60 seconds" at start: the next kernel
+    runs the notebook, the summary counts two kernels and the log says why."""
+    import papermill
+
+    real = papermill.execute_notebook
+    calls = []
+
+    def first_does_not_answer(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel didn't respond in 60 seconds")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", first_does_not_answer)
+    monkeypatch.setattr(runner, "RETRY_DELAY_S", (0.01, 0.02))
+    nb = write_notebook(tmp_path / "n.ipynb", 'experiment_id = "exp-001"', "x = 1")
+    plan = plan_batch(nb, experiments=["exp-001"], jobs=1, output_dir=tmp_path / "runs")
+    result = runner.execute_job(plan.jobs_for(tmp_path)[0])
+    assert (result.status, result.attempts, result.error) == ("ok", 2, "")
+    log = (tmp_path / "exp-001.log").read_text()
+    assert "run-notebook: kernel 1 of 3 did not answer at start (Kernel didn't respond" in log
+
+
 RACY_BODY = """
 import errno, sys
 import zmq
@@ -567,7 +619,7 @@ def test_kernel_port_clash_is_retried_and_notebook_errors_are_not(
     assert port_taken["handed_out"] == 1  # exactly one kernel got the taken port
     assert "1 at a time (default --jobs 1, from the CPU quota of this container" in err
     assert "1 ok, 1 failed in" in err and f"; 1 {RETRIED_TEXT}; summary:" in err
-    assert "exp-001 ok in" in err and "(kernel 2: the earlier ones could not bind" in err
+    assert "exp-001 ok in" in err and "(kernel 2: the earlier ones failed to start)" in err
 
     batch = Path(out.strip().splitlines()[-1])
     rows = {r["experiment"]: r for r in csv.DictReader((batch / "summary.csv").open())}

@@ -139,7 +139,7 @@ class Progress:
     def __call__(self, result: RunResult, done: int, total: int) -> None:
         line = f"[{done}/{total}] {result.experiment} {result.status} in {result.duration_s:.1f} s"
         if result.retried:
-            line += f" (kernel {result.attempts}: the earlier ones could not bind their ports)"
+            line += f" (kernel {result.attempts}: the earlier ones failed to start)"
         if result.error:
             line += f": {result.error}"
         if self.bar is not None:

@@ -561,6 +561,9 @@ KERNEL_START_ATTEMPTS = 3
 RETRY_DELAY_S = (0.5, 2.0)
 KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
 ADDRESS_IN_USE = "Address already in use"
+#: jupyter_client's wait_for_ready when a live kernel never answered kernel_info
+#: within the start timeout (papermill's start_timeout, 60 s)
+KERNEL_NO_REPLY_RE = re.compile(r"Kernel didn't respond in \d+ seconds")
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -594,6 +597,27 @@ def is_kernel_port_clash(exc: BaseException, kernel_stderr: str) -> bool:
     )
 
 
+def kernel_start_failure(exc: BaseException, kernel_stderr: str) -> str | None:
+    """Why the kernel failed to *start*, when another kernel may well succeed; None for
+    every other failure (the notebook's own errors, a kernel that dies later, a kernel
+    that cannot start at all, e.g. on an import error).
+
+    Two kinds, both seen with six kernels starting at once: a port clash
+    (:func:`is_kernel_port_clash`), and a kernel that is alive but never answers
+    ``kernel_info`` within the start timeout (1 of 180 kernels in the full-stack soak
+    of thirty batches at ``--jobs 6``). Returns the words for the log.
+    """
+    if is_kernel_port_clash(exc, kernel_stderr):
+        return f"could not bind a port ({ADDRESS_IN_USE})"
+    if (
+        getattr(exc, "ename", None) is None
+        and isinstance(exc, RuntimeError)
+        and KERNEL_NO_REPLY_RE.fullmatch(str(exc))
+    ):
+        return f"did not answer at start ({exc})"
+    return None
+
+
 def _text_after(path: Path, offset: int) -> str:
     try:
         with path.open("rb") as fh:
@@ -618,8 +642,9 @@ def _note(path: Path, text: str) -> None:
 def execute_job(job: RunJob) -> RunResult:
     """Run one notebook with papermill (in a worker process); never raises.
 
-    A kernel that dies at start on a port clash (:func:`is_kernel_port_clash`) is
-    replaced, up to :data:`KERNEL_START_ATTEMPTS` kernels in all.
+    A kernel that fails to start in a way another kernel may not
+    (:func:`kernel_start_failure`: a port clash, no answer at start) is replaced, up
+    to :data:`KERNEL_START_ATTEMPTS` kernels in all.
     """
     import papermill
 
@@ -644,20 +669,25 @@ def execute_job(job: RunJob) -> RunResult:
                 )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a summary row
             status, error = "failed", _error_text(exc)
-            if is_kernel_port_clash(exc, _text_after(log_path, offset)):
+            reason = kernel_start_failure(exc, _text_after(log_path, offset))
+            if reason is not None:
                 if attempts < KERNEL_START_ATTEMPTS:
                     delay = random.uniform(*RETRY_DELAY_S)  # noqa: S311 - jitter, not a secret
                     _note(
                         log_path,
-                        f"kernel {attempts} of {KERNEL_START_ATTEMPTS} could not bind a port "
-                        f"({ADDRESS_IN_USE}); starting another in {delay:.1f} s",
+                        f"kernel {attempts} of {KERNEL_START_ATTEMPTS} {reason}; "
+                        f"starting another in {delay:.1f} s",
                     )
                     time.sleep(delay)
                     continue
+                if is_kernel_port_clash(exc, _text_after(log_path, offset)):
+                    what = "a port it was given was already in use"
+                else:
+                    what = "it did not answer at start"
                 error = (
-                    f"the kernel could not start: a port it was given was already in use, "
-                    f"{attempts} times in a row ({log_path.name} has the kernel's error); "
-                    "run fewer at a time (--jobs) or retry"
+                    f"the kernel could not start: {what}, {attempts} times in a row "
+                    f"({log_path.name} has the kernel's error); run fewer at a time (--jobs) "
+                    "or retry"
                 )
         break
     duration = time.monotonic() - start
@@ -680,7 +710,7 @@ def execute_job(job: RunJob) -> RunResult:
     )
 
 
-RETRIED_TEXT = "retried after their kernel lost a port race at start"
+RETRIED_TEXT = "retried after their kernel failed to start (a port race, no answer)"
 
 
 def _fmt(value: Any) -> str:
