@@ -104,3 +104,23 @@ async def test_a_named_server_on_an_earlier_image_is_named(named_hub, make_clien
     assert f"Server batch runs an earlier notebook image ({OLD}); the current one is {NEW}." in page
     assert "Server live runs" not in page
     assert r.text.count("testbed-outdated-named") == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sharing", [True, False])
+async def test_the_share_form_only_when_sharing_is_on(make_hub, hub_config, make_client, sharing):
+    c = hub_config.copy()
+    c.JupyterHub.template_paths = [TEMPLATES]
+    c.JupyterHub.spawner_class = TestbedDockerSpawner
+    c.DockerSpawner.image = NEW
+    c.JupyterHub.template_vars = {"testbed_sharing": sharing}  # as testbed_hub.config sets it
+    app = await make_hub(c)
+    client = await home(app, make_client, "ue-06")
+    r = await client.get("home", identity="ue-06")
+    assert r.status_code == 200, r.text[:300]
+    page = text(r.text)
+    assert ('id="testbed-share-form"' in r.text) is sharing
+    assert ("Share this server with a testbed user" in page) is sharing
+    assert ('id="testbed-shares"' in r.text) is sharing  # the list with its Revoke buttons
+    assert JOBS in page and "My Server" in page  # the rest of the page either way
+    assert 'require(["home"])' in r.text  # JupyterHub's own script still runs

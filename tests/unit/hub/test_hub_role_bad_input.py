@@ -41,6 +41,8 @@ BAD = [
     ({"jupyterhub_hub_port": "eighty"}, "jupyterhub_hub_port"),
     ({"jupyterhub_identity_case": "lower"}, "jupyterhub_identity_case must be one of"),
     ({"jupyterhub_identity_merge": "perhaps"}, "jupyterhub_identity_merge"),
+    ({"jupyterhub_sharing_enabled": "perhaps"}, "jupyterhub_sharing_enabled"),
+    ({"jupyterhub_sharing_enabled": [True]}, "jupyterhub_sharing_enabled"),
     # testbed_hub.config on the control node: everything that goes into settings.json
     ({"jupyterhub_notebook_image": " "}, "jupyterhub_notebook_image (spawner.image) is empty"),
     (

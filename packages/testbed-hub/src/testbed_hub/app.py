@@ -18,7 +18,10 @@ the lists change), with JupyterHub's own mechanisms doing the work:
   tokens are deleted and their ``cookie_id`` is rotated, which ends every browser
   session at its next request;
 * admin rights follow the explicit user list of the ``admin`` role
-  (``testbed_hub.config``), which JupyterHub applies both ways at start.
+  (``testbed_hub.config``), which JupyterHub applies both ways at start;
+* with sharing off (``TestbedHub.sharing_enabled``), every share and share code in
+  the database is deleted at start: a share made while sharing was on would otherwise
+  go on granting access to its server.
 
 configurable-http-proxy runs as its own service and keeps its routes in memory: when
 it restarts (a playbook handler, a crash, by hand) every user's route is gone, and
@@ -38,7 +41,7 @@ from jupyterhub.utils import new_token
 from tornado.httpclient import HTTPClientError
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
-from traitlets import Float, List, Unicode, validate
+from traitlets import Bool, Float, List, Unicode, validate
 
 try:  # JupyterHub 6 talks to the proxy with aiohttp, JupyterHub 5 with tornado
     from aiohttp import ClientError
@@ -78,6 +81,14 @@ class TestbedHub(JupyterHub):
         "check_routes restores them. 0 leaves it to last_activity_interval.",
     )
 
+    sharing_enabled = Bool(
+        False,
+        config=True,
+        help="Whether users may share their servers (testbed_hub.config gives the user "
+        "role the scopes when on). Off: every share and share code in the database is "
+        "deleted at start, so earlier shares grant nothing either.",
+    )
+
     @validate("extra_hub_bind_urls")
     def _validate_extra(self, proposal):
         for url in proposal["value"]:
@@ -100,6 +111,19 @@ class TestbedHub(JupyterHub):
                 )
                 auth.blocked_users = set(auth.blocked_users) | gone
         await super().init_users()
+        if not self.sharing_enabled:
+            self.revoke_all_shares()
+
+    def revoke_all_shares(self) -> int:
+        """Delete every share and share code (sharing is off); returns how many."""
+        db = self.db
+        count = 0
+        for model in (orm.Share, orm.ShareCode):
+            count += db.query(model).delete()
+        db.commit()
+        if count:
+            self.log.warning("Sharing is off: %d shares and share codes revoked", count)
+        return count
 
     async def init_blocked_users(self):
         await super().init_blocked_users()

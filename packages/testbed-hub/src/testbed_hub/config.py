@@ -44,6 +44,10 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 
 #: Scopes the idle culler needs (from jupyterhub-idle-culler's README), nothing more.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+#: What every user may do besides their own things ("self") when sharing is on
+#: (JupyterHub's "Sharing access to your server" tutorial): manage the shares of their
+#: own servers, and read a user's name, which a share with that user by name needs.
+SHARING_SCOPES = ["self", "shares!user", "read:users:name"]
 #: Seconds between two activity reports of a server to the hub (and of the proxy's
 #: routes), when settings.json does not say: JupyterHub's own default.
 DEFAULT_ACTIVITY_INTERVAL = 300
@@ -60,6 +64,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "db_url": str,
         "log_level": str,
         "activity_interval": int,
+        "sharing_enabled": bool,
     },
     "proxy": {
         "managed": bool,
@@ -118,6 +123,7 @@ _OPTIONAL = {
     ("hub", "db_url"),
     ("hub", "activity_interval"),
     ("hub", "log_level"),
+    ("hub", "sharing_enabled"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
     ("spawner", "images"),
@@ -138,6 +144,7 @@ VARIABLES = {
     "hub.cookie_secret_file": "jupyterhub_data_dir",
     "hub.log_level": "jupyterhub_log_level",
     "hub.activity_interval": "jupyterhub_activity_interval",
+    "hub.sharing_enabled": "jupyterhub_sharing_enabled",
     "proxy.command": "jupyterhub_chp_prefix",
     "proxy.public_port": "jupyterhub_proxy_port",
     "proxy.api_port": "jupyterhub_proxy_api_port",
@@ -707,6 +714,27 @@ def apply(
     else:
         c.JupyterHub.load_roles = [admin_role]
         c.JupyterHub.services = []
+
+    # -- sharing ------------------------------------------------------------
+    sharing = hub.get("sharing_enabled", False)
+    c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, *sharing_roles(sharing)]
+    c.TestbedHub.sharing_enabled = sharing  # off: earlier shares are deleted at start
+    # home.html shows the share form only then
+    c.JupyterHub.template_vars = {"testbed_sharing": sharing}
+
+
+def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
+    """The roles that let researchers share their servers (JupyterHub's shares).
+
+    On: JupyterHub's default ``user`` role, which every user holds, with the scopes of
+    :data:`SHARING_SCOPES`. A share grants what its owner chose, by default only
+    ``access:servers`` on that one server; the owner, the shared-with user and admins
+    can revoke it. Off: no role here, so the ``user`` role is JupyterHub's own
+    (``self``): nobody can create shares.
+    """
+    if not enabled:
+        return []
+    return [{"name": "user", "scopes": list(SHARING_SCOPES)}]
 
 
 #: Packages named in an image's label, in this order (when the image has them).
