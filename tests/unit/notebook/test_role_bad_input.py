@@ -45,6 +45,19 @@ CASES = [
         'notebook_image_jupyterlab_version (">=3,<4") a JupyterLab 4 specifier',
     ),
     (
+        {"notebook_image_jupyterlab_version": ">=4.2,<4.6"},
+        'notebook_image_jupyterlab_version (">=4.2,<4.6") excludes JupyterLab 4.6, which '
+        "notebook_image_collaboration (jupyter-collaboration 5) needs",
+    ),
+    (
+        {"notebook_image_jupyterlab_version": "==4.5.*"},
+        'notebook_image_jupyterlab_version ("==4.5.*") excludes JupyterLab 4.6',
+    ),
+    (
+        {"notebook_image_collaboration": "perhaps"},
+        "argument 'notebook_image_collaboration' is of type str",
+    ),
+    (
         {"notebook_image_pip_packages": ["--index-url=http://elsewhere"]},
         'notebook_image_pip_packages (["--index-url=http://elsewhere"]) pip requirements',
     ),
@@ -148,10 +161,21 @@ def failed_task(out: str) -> str | None:
     return None
 
 
-def test_good_input_passes_validation(tmp_path, wheel):
+@pytest.mark.parametrize(
+    "more",
+    [
+        {},
+        # an older JupyterLab is fine without real-time collaboration
+        {"notebook_image_jupyterlab_version": ">=4.2,<4.6", "notebook_image_collaboration": False},
+        {"notebook_image_jupyterlab_version": "==4.6.*"},
+    ],
+    ids=["defaults", "older-lab-without-collaboration", "lab-4.6"],
+)
+def test_good_input_passes_validation(tmp_path, wheel, more):
     extra = {
         "notebook_image_wheel": str(wheel),
         "notebook_image_build_dir": str(tmp_path / "build"),
+        **more,
     }
     proc = run(tmp_path, extra, "--tags", "validate-only")
     assert proc.returncode == 0, proc.stdout + proc.stderr
