@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "e2e"
 ALICE = "alice@testbed.example"
 BOB = "bob@testbed.example"
+#: A third testbed user of the demo, whom nobody shares a server with.
+CAROL = "carol@testbed.example"
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 
 

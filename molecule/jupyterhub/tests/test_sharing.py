@@ -1,0 +1,104 @@
+"""Sharing a server through JupyterHub's REST API (issue 16, item 4).
+
+Runs last (file order), with the users this scenario allows through every re-run:
+the owner (alice) starts her server; without a share, another user's token gets 403
+at the owner's server; the owner shares it with that user by name (her own token,
+as the home page does with her session); the other user gets 200, a third user still
+403; the owner revokes, and the other user gets 403 again.
+
+The single-user server caches the hub's answer for a token for up to
+``HubOAuth.cache_max_age`` (JupyterHub's default 300 s): a token it has just refused
+would stay refused that long after a share, and one it has just let in would stay in
+that long after a revoke. Each step therefore uses a fresh token, and the token that
+was let in is polled until it is refused (the revoke's real delay, within a deadline).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from test_jupyterhub import PROXY, api, http, journal, wait_ready
+
+from testbed_hub.auth import username_for
+
+OWNER = username_for("alice@testbed.example", fold_case=True)
+FRIEND = username_for("jos\u00e9@testbed.example", fold_case=True)
+OTHER = username_for("Mixed.Case@Testbed.Example", fold_case=True)
+CACHE_MAX_AGE = 300  # HubOAuth.cache_max_age of the single-user server
+
+
+def user_token(host, admin_token, user):
+    """A fresh API token of ``user`` (the admin asks the hub for it)."""
+    assert api(host, admin_token, "POST", f"/users/{user}")["status"] in (201, 409)
+    r = api(
+        host,
+        admin_token,
+        "POST",
+        f"/users/{user}/tokens",
+        json.dumps({"note": "sharing test", "expires_in": 900}),
+    )
+    assert r["status"] == 201, r["body"]
+    return r["json"]["token"]
+
+
+def contents(host, token):
+    """GET the owner's /api/contents through the proxy with ``token``: the status."""
+    url = f"{PROXY}/user/{OWNER}/api/contents"
+    return http(host, "GET", url, {"Authorization": f"token {token}"})["status"]
+
+
+def share(host, owner_token, method, body=None):
+    payload = "" if body is None else json.dumps(body)
+    return api(host, owner_token, method, f"/shares/{OWNER}/", payload)
+
+
+@pytest.fixture(scope="module")
+def owner(host, token):
+    """The owner's running server and her own token."""
+    mine = user_token(host, token, OWNER)
+    assert api(host, token, "POST", f"/users/{OWNER}/server")["status"] in (201, 202, 400)
+    wait_ready(host, token, OWNER)
+    share(host, mine, "DELETE")  # no share left from an earlier run
+    yield mine
+    share(host, mine, "DELETE")
+    api(host, token, "DELETE", f"/users/{OWNER}/server")
+
+
+def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(host, token, owner):
+    # the owner herself, with her token
+    assert contents(host, owner) == 200, journal(host, "jupyterhub")
+    # without a share: refused
+    assert contents(host, user_token(host, token, FRIEND)) == 403
+    assert contents(host, user_token(host, token, OTHER)) == 403
+
+    r = share(host, owner, "POST", {"user": FRIEND})
+    assert r["status"] == 200, r["body"]
+    assert r["json"]["scopes"] == [f"access:servers!server={OWNER}/"]
+    listed = share(host, owner, "GET")["json"]["items"]
+    assert [s["user"]["name"] for s in listed] == [FRIEND]
+
+    friend = user_token(host, token, FRIEND)
+    assert contents(host, friend) == 200, journal(host, "jupyterhub")
+    assert contents(host, user_token(host, token, OTHER)) == 403  # only who it names
+    # access only: the shared-with user can neither stop the server nor share it on
+    assert api(host, friend, "DELETE", f"/users/{OWNER}/server")["status"] in (403, 404)
+    assert share(host, friend, "POST", {"user": OTHER})["status"] in (403, 404)
+
+    r = share(host, owner, "PATCH", {"user": FRIEND})  # the home page's Revoke
+    assert r["status"] == 200, r["body"]
+    assert share(host, owner, "GET")["json"]["items"] == []
+    assert contents(host, user_token(host, token, FRIEND)) == 403
+    # the token the server let in: refused once its cached answer expires
+    deadline = time.monotonic() + CACHE_MAX_AGE + 30
+    while (status := contents(host, friend)) != 403:
+        assert status == 200, status
+        assert time.monotonic() < deadline, "still let in after the revoke"
+        time.sleep(5)
+
+
+def test_the_home_page_maps_an_identifier_for_the_share_form(host, owner):
+    r = api(host, owner, "GET", "/testbed/username?identity=Jos%C3%A9@testbed.example")
+    assert r["status"] == 200, r["body"]
+    assert r["json"]["name"] == FRIEND
