@@ -58,6 +58,10 @@ CASES = [
         "argument 'notebook_image_collaboration' is of type str",
     ),
     (
+        {"notebook_image_hub_auth_cache_seconds": 3600},
+        "notebook_image_hub_auth_cache_seconds must be a whole number of seconds from 0 to 300",
+    ),
+    (
         {"notebook_image_pip_packages": ["--index-url=http://elsewhere"]},
         'notebook_image_pip_packages (["--index-url=http://elsewhere"]) pip requirements',
     ),
