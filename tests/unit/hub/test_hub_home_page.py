@@ -122,5 +122,13 @@ async def test_the_share_form_only_when_sharing_is_on(make_hub, hub_config, make
     assert ('id="testbed-share-form"' in r.text) is sharing
     assert ("Share this server with a testbed user" in page) is sharing
     assert ('id="testbed-shares"' in r.text) is sharing  # the list with its Revoke buttons
+    assert ("Share only with someone you trust with your account" in page) is sharing
+    # the script: the server-side share endpoint, the xsrf token in a header only
+    # (a URL lands in the proxy's logs), and a Revoke that restarts the server
+    assert ('"testbed/shares"' in r.text) is sharing
+    assert "_xsrf=" not in r.text
+    assert ('"X-XSRFToken": jh.xsrf_token' in r.text) is sharing
+    assert ("running kernels and terminals stop" in r.text) is sharing
+    assert ('call("DELETE", "users/" + me + "/server")' in r.text) is sharing
     assert JOBS in page and "My Server" in page  # the rest of the page either way
     assert 'require(["home"])' in r.text  # JupyterHub's own script still runs

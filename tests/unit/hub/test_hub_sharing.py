@@ -3,10 +3,12 @@
 settings.json -> Config (testbed_hub.config) gives every user JupyterHub's sharing
 scopes only when ``hub.sharing_enabled`` is on; then a real hub (JupyterHub's MockHub
 with TestbedHub, the header authenticator and our home page) takes the path the
-home page's share form takes: the owner's browser session (cookie and xsrf token)
-maps a testbed identifier to the hub user name and posts a share to JupyterHub's own
-share API. The shared-with user then holds the access scope of the owner's server,
-a third user does not, and a revoked or switched-off share grants nothing.
+home page's share form takes: the owner's browser session (cookie and xsrf token in
+the header) posts a testbed identifier to ``/hub/api/testbed/shares``. The shared-with
+user then holds the access scope of the owner's server, a third user does not, and a
+revoked or switched-off share grants nothing. What testbed_hub.sharing refuses of
+JupyterHub's sharing is refused (other scopes, groups, admins, share codes), and a
+hub start takes back the shares of blocked users and admins.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from jupyterhub.utils import random_port
 from testbed_hub.app import TestbedHub
 from testbed_hub.auth import username_for
 from testbed_hub.config import SHARING_SCOPES, TEMPLATES, SettingsError, sharing_roles, validate
+from testbed_hub.sharing import SHARE_CODES_OFF
 
 from .conftest import HubClient
 from .test_hub_config import build
@@ -31,6 +34,8 @@ from .test_hub_config import settings as settings  # noqa: F401,PLC0414 - the fi
 
 OWNER, FRIEND, OTHER = "ue-01", "Bob@Testbed.Example", "ue-03"
 FRIEND_NAME = username_for(FRIEND, fold_case=True)  # bob-testbed-example-<hash>
+ADMIN = "ops@testbed.example"
+ADMIN_NAME = username_for(ADMIN, fold_case=True)
 ACCESS = f"access:servers!server={OWNER}/"
 
 
@@ -41,7 +46,7 @@ def test_sharing_on_gives_the_user_role_the_sharing_scopes(settings):  # noqa: F
     settings["hub"]["sharing_enabled"] = True
     c = build(settings)
     user_roles = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
-    assert user_roles == [{"name": "user", "scopes": ["self", "shares!user", "read:users:name"]}]
+    assert user_roles == [{"name": "user", "scopes": ["self", "shares!user"]}]
     # the other roles are still there, the admin role first
     assert [r["name"] for r in c.JupyterHub.load_roles] == ["admin", "idle-culler", "user"]
     assert c.JupyterHub.template_vars == {"testbed_sharing": True}
@@ -78,11 +83,11 @@ class MockTestbedHub(MockHub, TestbedHub):
     pass
 
 
-def hub_settings(base, sharing: bool):
+def hub_settings(base, sharing: bool, admins=()):
     s = copy.deepcopy(base)
     s["hub"]["sharing_enabled"] = sharing
     s["culler"]["enabled"] = False  # no service process in a unit test
-    s["auth"]["admin_users"] = []
+    s["auth"]["admin_users"] = list(admins)
     return s
 
 
@@ -93,14 +98,14 @@ async def run_hub(hub_config, settings, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
     started = []
 
-    async def _run(sharing: bool):
+    async def _run(sharing: bool, admins=(ADMIN,), blocked=()):
         for app in started[-1:]:
             app.http_server.stop()
             for pc in app._periodic_callbacks.values():
                 pc.stop()
             app.db.close()
         MockTestbedHub.clear_instance()
-        built = build(hub_settings(settings, sharing))
+        built = build(hub_settings(settings, sharing, admins))
         c = hub_config.copy()
         c.JupyterHub.bind_url = f"http://127.0.0.1:{random_port()}/jupyter/"
         c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{random_port()}"
@@ -109,6 +114,8 @@ async def run_hub(hub_config, settings, tmp_path, monkeypatch):  # noqa: F811
         c.JupyterHub.load_roles = built.JupyterHub.load_roles
         c.JupyterHub.template_vars = built.JupyterHub.template_vars
         c.TestbedHub.sharing_enabled = built.TestbedHub.sharing_enabled
+        c.Authenticator.admin_users = set()  # the admin role of apply() decides
+        c.Authenticator.blocked_users = set(blocked)  # hub user names, as apply() maps them
         app = MockTestbedHub.instance(config=c)
         app.test_clean_db = not started
         await app.initialize([])
@@ -124,8 +131,8 @@ async def run_hub(hub_config, settings, tmp_path, monkeypatch):  # noqa: F811
 
 
 class Browser(HubClient):
-    """A logged-in browser: the hub session cookie and the page's xsrf token, as the
-    home page's script calls the API."""
+    """A logged-in browser: the hub session cookie and the page's xsrf token (in the
+    X-XSRFToken header only), as the home page's script calls the API."""
 
     def __init__(self, app, identity):
         super().__init__(app)
@@ -141,15 +148,14 @@ class Browser(HubClient):
         return home
 
     async def api(self, method, path, json=None):
-        sep = "&" if "?" in path else "?"
         headers = self.headers(self.identity, **{"X-XSRFToken": self.xsrf})
         return await self.session.request(
-            method,
-            f"{self.base}api/{path}{sep}_xsrf={self.xsrf}",
-            headers=headers,
-            json=json,
-            allow_redirects=False,
+            method, f"{self.base}api/{path}", headers=headers, json=json, allow_redirects=False
         )
+
+    async def share(self, identity):
+        """What the home page's Share button posts."""
+        return await self.api("POST", "testbed/shares", json={"identity": identity})
 
 
 async def scopes_of(app, name):
@@ -167,13 +173,22 @@ def page_text(page: str) -> str:
     return " ".join(html.unescape(page).split())
 
 
+async def logged_in(app, *identities):
+    browsers = [Browser(app, i) for i in identities]
+    for b in browsers:
+        await b.login()
+    return browsers
+
+
+def shares_in_db(app):
+    return sorted((s.owner.name, s.user.name if s.user else None) for s in app.db.query(orm.Share))
+
+
 @pytest.mark.asyncio
 async def test_a_share_from_the_home_page_grants_access_to_that_server_only(run_hub):
     app = await run_hub(sharing=True)
-    owner, friend, other = Browser(app, OWNER), Browser(app, FRIEND), Browser(app, OTHER)
-    home = await owner.login()
-    await friend.login()
-    await other.login()
+    owner, friend, other = await logged_in(app, OWNER, FRIEND, OTHER)
+    home = await owner.get("home", identity=OWNER)
     assert 'id="testbed-share-form"' in home.text
     assert "Share this server with a testbed user" in page_text(home.text)
 
@@ -181,22 +196,24 @@ async def test_a_share_from_the_home_page_grants_access_to_that_server_only(run_
     assert ACCESS not in await scopes_of(app, FRIEND_NAME)
     assert ACCESS not in await scopes_of(app, OTHER)
 
-    # the form: testbed identifier -> hub user name (the login's mapping), then the share
-    r = await owner.api("GET", "testbed/username?identity=" + FRIEND)
+    # the form: a testbed identifier, mapped to the hub user name by the hub
+    r = await owner.share(FRIEND)
     assert r.status_code == 200, r.text
-    assert r.json() == {"identity": "bob@testbed.example", "name": FRIEND_NAME}
-    r = await owner.api("POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
-    assert r.status_code == 200, r.text
-    assert r.json()["scopes"] == [ACCESS]  # JupyterHub's default: access, nothing else
-
+    assert r.json()["message"] == (
+        "If bob@testbed.example has logged in to the hub before, they can now open your server."
+    )
     friend_scopes = await scopes_of(app, FRIEND_NAME)
     assert ACCESS in friend_scopes
     # access only: no start/stop, nothing of the owner's other things
     assert not {s for s in friend_scopes if OWNER in s} - {ACCESS}
     assert ACCESS not in await scopes_of(app, OTHER)
+    # the user role reads no other user's name
+    names = {s for s in await scopes_of(app, OTHER) if s.startswith("read:users:name")}
+    assert names <= {f"read:users:name!user={OTHER}"}, names
 
     listed = await owner.api("GET", f"shares/{OWNER}/")
     assert [s["user"]["name"] for s in listed.json()["items"]] == [FRIEND_NAME]
+    assert [s["scopes"] for s in listed.json()["items"]] == [[ACCESS]]
 
     # the shared-with user cannot pass the share on, the third user cannot grant one
     # (JupyterHub answers 404: without a scope on it, the server is not even there)
@@ -205,45 +222,156 @@ async def test_a_share_from_the_home_page_grants_access_to_that_server_only(run_
     r = await other.api("POST", f"shares/{OWNER}/", json={"user": OTHER})
     assert r.status_code == 404, r.text
 
-    # the Revoke button
+    # revoke (the home page then restarts the server, see test_hub_home_page.py)
     r = await owner.api("PATCH", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
     assert r.status_code == 200, r.text
     assert ACCESS not in await scopes_of(app, FRIEND_NAME)
 
 
 @pytest.mark.asyncio
-async def test_sharing_with_a_user_who_never_logged_in_says_so(run_hub):
+async def test_the_answer_does_not_tell_who_uses_the_hub(run_hub):
     app = await run_hub(sharing=True)
-    owner = Browser(app, OWNER)
-    await owner.login()
-    r = await owner.api("POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
-    assert r.status_code == 400
-    assert f"No such user: {FRIEND_NAME}" in r.json()["message"]  # the form explains it
+    (owner,) = await logged_in(app, OWNER)
+    # bob has never logged in: the same answer, and no share is made
+    r = await owner.share(FRIEND)
+    assert r.status_code == 200, r.text
+    assert r.json()["message"].startswith("If bob@testbed.example has logged in to the hub before")
+    assert shares_in_db(app) == []
+    (friend,) = await logged_in(app, FRIEND)
+    assert ACCESS not in await scopes_of(app, FRIEND_NAME)
+    # once he has, a share with him is made
+    r = await owner.share("bob@testbed.example")
+    assert r.status_code == 200, r.text
+    assert shares_in_db(app) == [(OWNER, FRIEND_NAME)]
 
 
 @pytest.mark.asyncio
-async def test_the_username_mapping_needs_a_login_and_an_identifier(run_hub):
+async def test_the_share_endpoint_needs_a_login_an_identifier_and_another_user(run_hub):
     app = await run_hub(sharing=True)
     anonymous = HubClient(app)
-    r = await anonymous.session.get(anonymous.base + "api/testbed/username?identity=x@y")
+    r = await anonymous.session.post(anonymous.base + "api/testbed/shares", json={"identity": "x"})
     assert r.status_code == 403
-    owner = Browser(app, OWNER)
-    await owner.login()
-    r = await owner.api("GET", "testbed/username?identity=%20")
+    (owner,) = await logged_in(app, OWNER)
+    r = await owner.share(" ")
     assert r.status_code == 400
     assert "testbed identifier" in r.json()["message"]
+    r = await owner.share(OWNER)
+    assert r.status_code == 400
+    assert "That is you" in r.json()["message"]
+    # the xsrf token is required (in the header; the page never puts it in the URL)
+    r = await owner.session.post(
+        owner.base + "api/testbed/shares",
+        headers=owner.headers(OWNER),
+        json={"identity": FRIEND},
+    )
+    assert r.status_code == 403, r.text
+    assert shares_in_db(app) == []
+
+
+@pytest.mark.asyncio
+async def test_a_share_grants_access_and_nothing_else(run_hub):
+    app = await run_hub(sharing=True)
+    owner, _ = await logged_in(app, OWNER, FRIEND)
+    for scopes in (
+        [f"servers!server={OWNER}/"],  # start and stop it
+        [f"users:activity!user={OWNER}"],  # keep the idle culler away
+        ["access:servers", f"read:servers!server={OWNER}/"],
+        "access:servers",
+    ):
+        r = await owner.api(
+            "POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME, "scopes": scopes}
+        )
+        assert r.status_code == 400, (scopes, r.text)
+        assert "grants only access to the server" in r.json()["message"], r.text
+    r = await owner.api("POST", f"shares/{OWNER}/", json={"group": "everyone"})
+    assert r.status_code == 400, r.text
+    assert "Shares with groups are off" in r.json()["message"]
+    # access itself passes these checks and reaches JupyterHub's own, which wants
+    # read:users:name (the home page's endpoint does not)
+    for scopes in (None, ["access:servers"], [ACCESS]):
+        body = {"user": FRIEND_NAME} if scopes is None else {"user": FRIEND_NAME, "scopes": scopes}
+        r = await owner.api("POST", f"shares/{OWNER}/", json=body)
+        assert r.status_code == 403, r.text
+        assert "read:users:name" in r.json()["message"]
+    assert shares_in_db(app) == []
+
+
+@pytest.mark.asyncio
+async def test_no_share_from_or_with_a_hub_admin(run_hub):
+    app = await run_hub(sharing=True)
+    owner, admin, _ = await logged_in(app, OWNER, ADMIN, FRIEND)
+    assert app.users[ADMIN_NAME].admin
+    r = await owner.share(ADMIN)
+    assert r.status_code == 403, r.text
+    assert f"{ADMIN_NAME} is a hub admin" in r.json()["message"]
+    r = await admin.share(FRIEND)
+    assert r.status_code == 403, r.text
+    assert f"{ADMIN_NAME} is a hub admin" in r.json()["message"]
+    # JupyterHub's own API, with an admin's rights: refused too
+    r = await admin.api("POST", f"shares/{ADMIN_NAME}/", json={"user": FRIEND_NAME})
+    assert r.status_code == 403, r.text
+    assert "is a hub admin" in r.json()["message"]
+    r = await admin.api("POST", f"shares/{OWNER}/", json={"user": ADMIN_NAME})
+    assert r.status_code == 403, r.text
+    assert shares_in_db(app) == []
+
+
+@pytest.mark.asyncio
+async def test_share_codes_are_off(run_hub):
+    app = await run_hub(sharing=True)
+    owner, admin = await logged_in(app, OWNER, ADMIN)
+    for who in (owner, admin):
+        for method in ("POST", "GET", "DELETE"):
+            r = await who.api(method, f"share-codes/{OWNER}/")
+            assert r.status_code == 403, (method, r.text)
+            assert r.json()["message"] == SHARE_CODES_OFF
+        r = await who.api("GET", f"share-codes/{OWNER}")
+        assert r.status_code == 403
+    r = await owner.get("accept-share?code=sc_123", identity=OWNER)
+    assert r.status_code == 403
+    assert SHARE_CODES_OFF in page_text(r.text)
+    assert app.db.query(orm.ShareCode).count() == 0
+
+
+def make_share_code(app, owner):
+    """A share code as an earlier hub version could have made it."""
+    spawner = app.users[owner].orm_spawners[""]
+    orm.ShareCode.new(app.db, spawner, scopes=[f"access:servers!server={owner}/"])
+
+
+@pytest.mark.asyncio
+async def test_a_hub_start_takes_back_the_shares_of_blocked_users_and_admins(run_hub, caplog):
+    app = await run_hub(sharing=True)
+    owner, other, _ = await logged_in(app, OWNER, OTHER, FRIEND)
+    assert (await owner.share(FRIEND)).status_code == 200
+    assert (await other.share(FRIEND)).status_code == 200
+    assert (await owner.share(OTHER)).status_code == 200
+    make_share_code(app, OWNER)
+    assert shares_in_db(app) == [(OWNER, FRIEND_NAME), (OWNER, OTHER), (OTHER, FRIEND_NAME)]
+
+    # the inventory blocks bob: his shares go, and every share code
+    app = await run_hub(sharing=True, blocked={FRIEND_NAME})
+    assert shares_in_db(app) == [(OWNER, OTHER)]
+    assert app.db.query(orm.ShareCode).count() == 0
+    assert ACCESS in await scopes_of(app, OTHER)  # a share between allowed users stays
+    log = caplog.text
+    assert f"Share of {OWNER}/ with {FRIEND_NAME} revoked: {FRIEND_NAME} is blocked" in log
+    assert f"Share of {OTHER}/ with {FRIEND_NAME} revoked: {FRIEND_NAME} is blocked" in log
+    assert "Share codes are off on this hub: 1 revoked" in log
+
+    # the inventory makes ue-03 an admin: the share with them goes
+    app = await run_hub(sharing=True, admins=(ADMIN, OTHER))
+    assert shares_in_db(app) == []
+    assert f"Share of {OWNER}/ with {OTHER} revoked: {OTHER} is a hub admin" in caplog.text
 
 
 @pytest.mark.asyncio
 async def test_without_sharing_no_form_no_share_and_earlier_shares_are_gone(run_hub):
     app = await run_hub(sharing=True)
-    owner, friend = Browser(app, OWNER), Browser(app, FRIEND)
-    await owner.login()
-    await friend.login()
-    r = await owner.api("POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
+    owner, _ = await logged_in(app, OWNER, FRIEND)
+    r = await owner.share(FRIEND)
     assert r.status_code == 200, r.text
-    r = await owner.api("POST", f"share-codes/{OWNER}/")
-    assert r.status_code == 200, r.text
+    make_share_code(app, OWNER)
     assert ACCESS in await scopes_of(app, FRIEND_NAME)
 
     # the operator turns sharing off; the playbook restarts the hub
@@ -251,9 +379,13 @@ async def test_without_sharing_no_form_no_share_and_earlier_shares_are_gone(run_
     assert app.db.query(orm.Share).count() == 0
     assert app.db.query(orm.ShareCode).count() == 0
     assert ACCESS not in await scopes_of(app, FRIEND_NAME)
-    owner = Browser(app, OWNER)
-    home = await owner.login()
+    (owner,) = await logged_in(app, OWNER)
+    home = await owner.get("home", identity=OWNER)
     assert "testbed-share" not in home.text
     assert "Share this server" not in page_text(home.text)
+    r = await owner.share(FRIEND)
+    assert r.status_code == 403, r.text
+    assert "Sharing is off on this hub" in r.json()["message"]
     r = await owner.api("POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
     assert r.status_code == 403, r.text
+    assert app.db.query(orm.Share).count() == 0

@@ -21,7 +21,9 @@ the lists change), with JupyterHub's own mechanisms doing the work:
   (``testbed_hub.config``), which JupyterHub applies both ways at start;
 * with sharing off (``TestbedHub.sharing_enabled``), every share and share code in
   the database is deleted at start: a share made while sharing was on would otherwise
-  go on granting access to its server.
+  go on granting access to its server. With sharing on, the shares
+  ``testbed_hub.sharing`` would refuse today are deleted: those of a blocked (or no
+  longer allowed) user or a hub admin, shares with groups, every share code.
 
 configurable-http-proxy runs as its own service and keeps its routes in memory: when
 it restarts (a playbook handler, a crash, by hand) every user's route is gone, and
@@ -111,8 +113,6 @@ class TestbedHub(JupyterHub):
                 )
                 auth.blocked_users = set(auth.blocked_users) | gone
         await super().init_users()
-        if not self.sharing_enabled:
-            self.revoke_all_shares()
 
     def revoke_all_shares(self) -> int:
         """Delete every share and share code (sharing is off); returns how many."""
@@ -125,8 +125,49 @@ class TestbedHub(JupyterHub):
             self.log.warning("Sharing is off: %d shares and share codes revoked", count)
         return count
 
+    def revoke_disallowed_shares(self) -> list[tuple[str, str]]:
+        """With sharing on, delete what testbed_hub.sharing would not grant today: every
+        share code, shares with groups, and every share whose owner or shared-with user
+        is blocked (or no longer allowed) or a hub admin. Each is logged. Returns the
+        (owner, server name) of the servers whose shares with a blocked user were deleted.
+        """
+        db = self.db
+        codes = db.query(orm.ShareCode).delete()
+        if codes:
+            self.log.warning("Share codes are off on this hub: %d revoked", codes)
+        blocked = set(self.authenticator.blocked_users)
+        shared_with_blocked = []
+        for share in db.query(orm.Share).all():
+            owner = share.owner.name
+            user = share.user.name if share.user else None
+            if share.group is not None:
+                why = f"group {share.group.name}: shares with groups are off"
+            elif owner in blocked or user in blocked:
+                why = f"{owner if owner in blocked else user} is blocked"
+                if user in blocked and share.spawner.server is not None:
+                    shared_with_blocked.append((owner, share.spawner.name))
+            elif share.owner.admin or (share.user is not None and share.user.admin):
+                why = f"{owner if share.owner.admin else user} is a hub admin"
+            else:
+                continue
+            self.log.warning(
+                "Share of %s/%s with %s revoked: %s",
+                owner,
+                share.spawner.name,
+                user or share.group.name,
+                why,
+            )
+            db.delete(share)
+        db.commit()
+        return shared_with_blocked
+
     async def init_blocked_users(self):
         await super().init_blocked_users()
+        # after JupyterHub's role assignment and blocking: admins and the blocked are known
+        if self.sharing_enabled:
+            self._stop_shared_with_blocked = self.revoke_disallowed_shares()
+        else:
+            self.revoke_all_shares()
         blocked = self.authenticator.blocked_users
         if not blocked:
             return
@@ -145,6 +186,29 @@ class TestbedHub(JupyterHub):
                 len(codes),
             )
         db.commit()
+
+    _stop_shared_with_blocked: list[tuple[str, str]] = []
+
+    async def init_spawners(self):
+        await super().init_spawners()
+        # A blocked user's open kernels and terminals on a server shared with them
+        # survive the revoke (websockets): the owner's server restarts without them.
+        for owner, server in self._stop_shared_with_blocked:
+            user = self.users[owner]
+            spawner = user.spawners.get(server)
+            if spawner is None or not (spawner.active or spawner.ready):
+                continue
+            self.log.warning(
+                "Stopping %s/%s: it was shared with a blocked user, whose open "
+                "sessions end with it",
+                owner,
+                server,
+            )
+            try:
+                await user.stop(server)
+            except Exception:
+                self.log.exception("Failed to stop %s/%s", owner, server)
+        self._stop_shared_with_blocked = []
 
     async def start(self):
         sockets = []

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
@@ -422,36 +420,15 @@ class HeaderAuthenticator(Authenticator):
         return _add_query(self.logout_redirect_url, {self.logout_next_param: next_url})
 
     def get_handlers(self, app):
+        # Before JupyterHub's own handlers (JupyterHub.init_handlers): the sharing
+        # handlers replace JupyterHub's for the same URLs (testbed_hub.sharing).
+        from testbed_hub.sharing import handlers as sharing_handlers
+
         return [
             ("/login", HeaderLoginHandler),
             ("/logout", HeaderLogoutHandler),
-            ("/api/testbed/username", UsernameAPIHandler),
+            *sharing_handlers(),
         ]
-
-
-class UsernameAPIHandler(APIHandler):
-    """``GET /hub/api/testbed/username?identity=bob@testbed.example``: the hub user name
-    of a testbed identifier, as the hub names that user at login.
-
-    For the share form of the home page: a researcher knows a colleague's testbed
-    identifier, JupyterHub's share API wants the hub user name. A pure mapping (the
-    same :func:`username_for` as the login): it does not look at the database, so it
-    tells nothing about who uses the hub. Any logged-in user may ask.
-    """
-
-    def get(self):
-        if self.current_user is None:
-            raise web.HTTPError(403, "Log in to the hub first.")
-        raw = self.get_argument("identity", "")
-        fold = self.authenticator.fold_case
-        try:
-            identity = normalize_identity(raw, fold_case=fold)
-        except ValueError:
-            raise web.HTTPError(
-                400, "identity must be a testbed identifier, e.g. bob@testbed.example"
-            ) from None
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"identity": identity, "name": identity_to_username(identity)}))
 
 
 def _add_query(url: str, params: dict[str, str]) -> str:

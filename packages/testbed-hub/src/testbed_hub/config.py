@@ -46,8 +46,9 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 #: What every user may do besides their own things ("self") when sharing is on
 #: (JupyterHub's "Sharing access to your server" tutorial): manage the shares of their
-#: own servers, and read a user's name, which a share with that user by name needs.
-SHARING_SCOPES = ["self", "shares!user", "read:users:name"]
+#: own servers. Not ``read:users:name``: the home page shares through
+#: ``/hub/api/testbed/shares`` (testbed_hub.sharing), which maps the identifier itself.
+SHARING_SCOPES = ["self", "shares!user"]
 #: Seconds between two activity reports of a server to the hub (and of the proxy's
 #: routes), when settings.json does not say: JupyterHub's own default.
 DEFAULT_ACTIVITY_INTERVAL = 300
@@ -727,10 +728,10 @@ def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
     """The roles that let researchers share their servers (JupyterHub's shares).
 
     On: JupyterHub's default ``user`` role, which every user holds, with the scopes of
-    :data:`SHARING_SCOPES`. A share grants what its owner chose, by default only
-    ``access:servers`` on that one server; the owner, the shared-with user and admins
-    can revoke it. Off: no role here, so the ``user`` role is JupyterHub's own
-    (``self``): nobody can create shares.
+    :data:`SHARING_SCOPES`. A share grants only ``access:servers`` on that one server,
+    never from or to an admin, and no share codes (testbed_hub.sharing); the owner,
+    the shared-with user and admins can revoke it. Off: no role here, so the ``user``
+    role is JupyterHub's own (``self``): nobody can create shares.
     """
     if not enabled:
         return []
