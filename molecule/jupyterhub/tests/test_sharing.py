@@ -3,9 +3,12 @@
 Runs after test_server_choices.py and before test_station_confinement.py (file
 order), with the users this scenario allows through every re-run:
 the owner (alice) starts her server; without a share, another user's token gets 403
-at the owner's server; the owner shares it with that user by name (her own token,
-as the home page does with her session); the other user gets 200, a third user still
-403; the owner revokes, and the other user gets 403 again.
+at the owner's server; the owner shares it with that user's testbed identifier
+(``POST /hub/api/testbed/shares`` with her own token, as the home page does with her
+session); the other user gets 200, a third user still 403; the owner revokes, and
+the other user gets 403 again. What the hub refuses of JupyterHub's sharing is
+refused through the proxy too: a share with an admin, scopes beyond access, share
+codes. Sharing is on in this scenario's converge.yml (off by default).
 
 The single-user server caches the hub's answer for a token for up to
 ``HubOAuth.cache_max_age`` (``notebook_image_hub_auth_cache_seconds``, 30 s here;
@@ -51,6 +54,11 @@ def contents(host, token):
     return http(host, "GET", url, {"Authorization": f"token {token}"})["status"]
 
 
+def testbed_share(host, owner_token, identity):
+    """What the home page's Share button posts (with the session instead of a token)."""
+    return api(host, owner_token, "POST", "/testbed/shares", json.dumps({"identity": identity}))
+
+
 def share(host, owner_token, method, body=None):
     payload = "" if body is None else json.dumps(body)
     return api(host, owner_token, method, f"/shares/{OWNER}/", payload)
@@ -66,6 +74,7 @@ def owner(host, token):
     yield mine
     share(host, mine, "DELETE")
     api(host, token, "DELETE", f"/users/{OWNER}/server")
+    wait_ready(host, token, OWNER, ready=False)  # the next test file starts clean
 
 
 def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(
@@ -77,11 +86,12 @@ def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(
     assert contents(host, user_token(host, token, FRIEND)) == 403
     assert contents(host, user_token(host, token, OTHER)) == 403
 
-    r = share(host, owner, "POST", {"user": FRIEND})
+    r = testbed_share(host, owner, "Jos\u00e9@testbed.example")
     assert r["status"] == 200, r["body"]
-    assert r["json"]["scopes"] == [f"access:servers!server={OWNER}/"]
+    assert "they can now open your server" in r["json"]["message"]
     listed = share(host, owner, "GET")["json"]["items"]
     assert [s["user"]["name"] for s in listed] == [FRIEND]
+    assert [s["scopes"] for s in listed] == [[f"access:servers!server={OWNER}/"]]
 
     friend = user_token(host, token, FRIEND)
     assert contents(host, friend) == 200, journal(host, "jupyterhub")
@@ -104,7 +114,14 @@ def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(
     record_property("revoke_effective_seconds", round(time.monotonic() - revoked, 1))
 
 
-def test_the_home_page_maps_an_identifier_for_the_share_form(host, owner):
-    r = api(host, owner, "GET", "/testbed/username?identity=Jos%C3%A9@testbed.example")
-    assert r["status"] == 200, r["body"]
-    assert r["json"]["name"] == FRIEND
+def test_the_hub_refuses_admins_other_scopes_and_share_codes(host, owner):
+    r = testbed_share(host, owner, "hub-admin")  # an admin of this scenario
+    assert r["status"] == 403, r["body"]
+    assert "hub-admin is a hub admin" in r["json"]["message"]
+    r = share(host, owner, "POST", {"user": FRIEND, "scopes": [f"servers!server={OWNER}/"]})
+    assert r["status"] == 400, r["body"]
+    assert "grants only access to the server" in r["json"]["message"]
+    r = api(host, owner, "POST", f"/share-codes/{OWNER}/", "{}")
+    assert r["status"] == 403, r["body"]
+    assert "share codes are off on this hub" in r["json"]["message"]
+    assert share(host, owner, "GET")["json"]["items"] == []
