@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "e2e"
 ALICE = "alice@testbed.example"
 BOB = "bob@testbed.example"
-#: A third testbed user of the demo, whom nobody shares a server with.
+#: A third testbed user of the demo (not an admin): bob shares his server with her.
 CAROL = "carol@testbed.example"
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 
