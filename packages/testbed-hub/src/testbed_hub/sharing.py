@@ -30,8 +30,7 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from testbed_hub.auth import identity_to_username
-from testbed_hub.identity import normalize_identity
+from testbed_hub.identity import identity_to_username, normalize_identity
 
 SHARE_CODES_OFF = "share codes are off on this hub; share with a named user"
 ADMIN_REFUSED = (
