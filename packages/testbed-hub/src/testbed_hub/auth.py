@@ -259,6 +259,12 @@ class HeaderAuthenticator(Authenticator):
         """Hub user name of an identifier from the request header."""
         return identity_to_username(self.canonical_identity(identity))
 
+    @staticmethod
+    def identity_to_username(identity: str) -> str:
+        """:func:`identity_to_username`, the login's mapping, for handlers that hold the
+        authenticator (``testbed_hub.sharing``, which must not import this module)."""
+        return identity_to_username(identity)
+
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self):
         # 0 disables refresh in JupyterHub; 1 s is the shortest interval it supports.

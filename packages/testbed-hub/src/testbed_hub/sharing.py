@@ -30,7 +30,7 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from testbed_hub.identity import identity_to_username, normalize_identity
+from testbed_hub.identity import normalize_identity
 
 SHARE_CODES_OFF = "share codes are off on this hub; share with a named user"
 ADMIN_REFUSED = (
@@ -125,7 +125,7 @@ class TestbedShareAPIHandler(APIHandler):
             raise web.HTTPError(
                 400, "identity must be a testbed identifier, e.g. bob@testbed.example"
             ) from None
-        name = identity_to_username(identity)  # as the login names that user
+        name = auth.identity_to_username(identity)  # as the login names that user
         server = ""  # the default server
         if not self.has_scope(f"shares!server={owner.name}/{server}"):
             raise web.HTTPError(403, "Sharing is off on this hub.")
