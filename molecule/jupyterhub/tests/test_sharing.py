@@ -54,7 +54,7 @@ def contents(host, token):
     return http(host, "GET", url, {"Authorization": f"token {token}"})["status"]
 
 
-def testbed_share(host, owner_token, identity):
+def share_by_identity(host, owner_token, identity):
     """What the home page's Share button posts (with the session instead of a token)."""
     return api(host, owner_token, "POST", "/testbed/shares", json.dumps({"identity": identity}))
 
@@ -86,7 +86,7 @@ def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(
     assert contents(host, user_token(host, token, FRIEND)) == 403
     assert contents(host, user_token(host, token, OTHER)) == 403
 
-    r = testbed_share(host, owner, "Jos\u00e9@testbed.example")
+    r = share_by_identity(host, owner, "Jos\u00e9@testbed.example")
     assert r["status"] == 200, r["body"]
     assert "they can now open your server" in r["json"]["message"]
     listed = share(host, owner, "GET")["json"]["items"]
@@ -115,7 +115,7 @@ def test_a_share_opens_the_owners_server_and_a_revoke_closes_it(
 
 
 def test_the_hub_refuses_admins_other_scopes_and_share_codes(host, owner):
-    r = testbed_share(host, owner, "hub-admin")  # an admin of this scenario
+    r = share_by_identity(host, owner, "hub-admin")  # an admin of this scenario
     assert r["status"] == 403, r["body"]
     assert "hub-admin is a hub admin" in r["json"]["message"]
     r = share(host, owner, "POST", {"user": FRIEND, "scopes": [f"servers!server={OWNER}/"]})
