@@ -17,6 +17,8 @@ from jupyterhub.tests.utils import AsyncSession
 from jupyterhub.utils import random_port
 from traitlets.config import Config
 
+from testbed_hub.app import TestbedHub
+
 SECRET = secrets.token_urlsafe(32)
 
 
@@ -84,6 +86,46 @@ async def make_hub():
 @pytest_asyncio.fixture
 async def hub(make_hub, hub_config):
     return await make_hub(hub_config)
+
+
+class MockTestbedHub(MockHub, TestbedHub):
+    """JupyterHub's MockHub with this project's hub class (restarts, access, sharing)."""
+
+
+@pytest_asyncio.fixture
+async def restart_hub(hub_config, tmp_path, monkeypatch):
+    """Start (and start again) a MockTestbedHub on one database that outlives each hub,
+    as a playbook re-run restarts the hub. ``await restart_hub(configure)`` stops the
+    previous hub as systemd would (short of JupyterHub.stop(), which would cancel every
+    task of the test's event loop), then starts one on a copy of ``hub_config`` that
+    ``configure(c)`` has changed; the last one is stopped at the end."""
+    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    started = []
+
+    async def _run(configure):
+        for app in started[-1:]:
+            app.http_server.stop()
+            for pc in app._periodic_callbacks.values():
+                pc.stop()
+            app.db.close()
+        MockTestbedHub.clear_instance()
+        c = hub_config.copy()
+        c.JupyterHub.cleanup_servers = False
+        c.JupyterHub.bind_url = f"http://127.0.0.1:{random_port()}/jupyter/"
+        c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{random_port()}"
+        configure(c)
+        app = MockTestbedHub.instance(config=c)
+        app.test_clean_db = not started  # a later hub keeps the first one's database
+        await app.initialize([])
+        await app.start()
+        started.append(app)
+        return app
+
+    yield _run
+    for app in started[-1:]:
+        app.log.handlers = []
+        await app.stop()
+    MockTestbedHub.clear_instance()
 
 
 class HubClient:

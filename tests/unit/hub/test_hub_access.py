@@ -11,10 +11,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 from jupyterhub import orm
-from jupyterhub.tests.mocking import MockHub
-from jupyterhub.utils import random_port
 
-from testbed_hub.app import TestbedHub
 from testbed_hub.auth import identity_to_username
 
 from .conftest import HubClient
@@ -24,51 +21,26 @@ pytestmark = pytest.mark.asyncio
 SPAWN = "/jupyter/hub/spawn"
 
 
-class MockTestbedHub(MockHub, TestbedHub):
-    pass
-
-
 def lists(allowed, admins=(), blocked=()):
     return {"allowed": list(allowed), "admins": list(admins), "blocked": list(blocked)}
 
 
 @pytest_asyncio.fixture
-async def run_hub(hub_config, tmp_path, monkeypatch):
+async def run_hub(restart_hub):
     """Start a hub on a database that outlives it, with inventory lists as apply() sets them."""
-    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
-    started = []
 
     async def _run(inventory):
-        for app in started[-1:]:
-            # as systemd's stop, short of JupyterHub.stop(), which would cancel every
-            # task of the test's event loop: no more requests, no more background work
-            app.http_server.stop()
-            for pc in app._periodic_callbacks.values():
-                pc.stop()
-            app.db.close()
-        MockTestbedHub.clear_instance()
-        c = hub_config.copy()
-        c.JupyterHub.cleanup_servers = False
-        c.JupyterHub.bind_url = f"http://127.0.0.1:{random_port()}/jupyter/"
-        c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{random_port()}"
-        c.Authenticator.allow_all = False
-        c.Authenticator.admin_users = set()
-        c.Authenticator.allow_existing_users = False
-        c.Authenticator.allowed_users = set(inventory["allowed"]) | set(inventory["admins"])
-        c.Authenticator.blocked_users = set(inventory["blocked"])
-        c.JupyterHub.load_roles = [{"name": "admin", "users": sorted(inventory["admins"])}]
-        app = MockTestbedHub.instance(config=c)
-        app.test_clean_db = not started  # the second hub keeps the first one's database
-        await app.initialize([])
-        await app.start()
-        started.append(app)
-        return app
+        def configure(c):
+            c.Authenticator.allow_all = False
+            c.Authenticator.admin_users = set()
+            c.Authenticator.allow_existing_users = False
+            c.Authenticator.allowed_users = set(inventory["allowed"]) | set(inventory["admins"])
+            c.Authenticator.blocked_users = set(inventory["blocked"])
+            c.JupyterHub.load_roles = [{"name": "admin", "users": sorted(inventory["admins"])}]
 
-    yield _run
-    for app in started[-1:]:
-        app.log.handlers = []
-        await app.stop()
-    MockTestbedHub.clear_instance()
+        return await restart_hub(configure)
+
+    return _run
 
 
 async def login(app, identity):

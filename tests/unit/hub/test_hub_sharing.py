@@ -20,10 +20,7 @@ import re
 import pytest
 import pytest_asyncio
 from jupyterhub import orm
-from jupyterhub.tests.mocking import MockHub
-from jupyterhub.utils import random_port
 
-from testbed_hub.app import TestbedHub
 from testbed_hub.auth import username_for
 from testbed_hub.config import SHARING_SCOPES, TEMPLATES, SettingsError, sharing_roles, validate
 from testbed_hub.sharing import SHARE_CODES_OFF
@@ -79,10 +76,6 @@ def test_a_sharing_switch_that_is_no_boolean_is_refused(settings):  # noqa: F811
 # -- a real hub --------------------------------------------------------------------------
 
 
-class MockTestbedHub(MockHub, TestbedHub):
-    pass
-
-
 def hub_settings(base, sharing: bool, admins=()):
     s = copy.deepcopy(base)
     s["hub"]["sharing_enabled"] = sharing
@@ -92,42 +85,24 @@ def hub_settings(base, sharing: bool, admins=()):
 
 
 @pytest_asyncio.fixture
-async def run_hub(hub_config, settings, tmp_path, monkeypatch):  # noqa: F811
+async def run_hub(restart_hub, settings):  # noqa: F811
     """Start a hub with the roles, template vars and switch apply() sets; a second
     start keeps the first one's database (a playbook re-run restarts the hub)."""
-    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
-    started = []
 
     async def _run(sharing: bool, admins=(ADMIN,), blocked=()):
-        for app in started[-1:]:
-            app.http_server.stop()
-            for pc in app._periodic_callbacks.values():
-                pc.stop()
-            app.db.close()
-        MockTestbedHub.clear_instance()
         built = build(hub_settings(settings, sharing, admins))
-        c = hub_config.copy()
-        c.JupyterHub.bind_url = f"http://127.0.0.1:{random_port()}/jupyter/"
-        c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{random_port()}"
-        c.JupyterHub.cleanup_servers = False
-        c.JupyterHub.template_paths = [TEMPLATES]
-        c.JupyterHub.load_roles = built.JupyterHub.load_roles
-        c.JupyterHub.template_vars = built.JupyterHub.template_vars
-        c.TestbedHub.sharing_enabled = built.TestbedHub.sharing_enabled
-        c.Authenticator.admin_users = set()  # the admin role of apply() decides
-        c.Authenticator.blocked_users = set(blocked)  # hub user names, as apply() maps them
-        app = MockTestbedHub.instance(config=c)
-        app.test_clean_db = not started
-        await app.initialize([])
-        await app.start()
-        started.append(app)
-        return app
 
-    yield _run
-    for app in started[-1:]:
-        app.log.handlers = []
-        await app.stop()
-    MockTestbedHub.clear_instance()
+        def configure(c):
+            c.JupyterHub.template_paths = [TEMPLATES]
+            c.JupyterHub.load_roles = built.JupyterHub.load_roles
+            c.JupyterHub.template_vars = built.JupyterHub.template_vars
+            c.TestbedHub.sharing_enabled = built.TestbedHub.sharing_enabled
+            c.Authenticator.admin_users = set()  # the admin role of apply() decides
+            c.Authenticator.blocked_users = set(blocked)  # hub user names, as apply() maps
+
+        return await restart_hub(configure)
+
+    return _run
 
 
 class Browser(HubClient):
