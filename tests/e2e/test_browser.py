@@ -12,7 +12,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ALICE, BOB, open_context, shot
+from conftest import ALICE, BOB, CAROL, open_context, shot
 
 DEMO = "share/demo-notebooks/03-audio.ipynb"
 
@@ -176,12 +176,85 @@ def test_second_user_sees_only_their_own_files(
     assert copied_notebook not in api.text()
 
 
-def test_logout_returns_to_the_testbed_login(new_context, base_url, alice):
+def test_logout_says_so_and_returns_to_the_testbed_login(new_context, base_url, alice):
     page = new_context().new_page()
     login(page, base_url, ALICE, alice)
-    page.goto(f"{base_url}/jupyter/hub/logout")
-    page.wait_for_load_state()
+    page.goto(f"{base_url}/jupyter/hub/home")
+    page.click("#logout")
+    # the hub ends its session, the testbed logout ends the testbed's, and nginx's
+    # own page (no session needed) says so
+    page.wait_for_url(f"{base_url}/jupyter/logged-out", timeout=30_000)
     shot(page, "06-logged-out")
+    assert page.locator("#logged-out").inner_text() == "You have logged out"
+    assert "of JupyterHub and of the testbed" in page.locator("body").inner_text()
+    # logged out for real: JupyterLab sends the browser to the testbed login
     page.goto(f"{base_url}/jupyter/user/{alice}/lab")
     assert urlsplit(page.url).path == "/auth/login", page.url
+    # and "Log in again" leads there too
+    page.goto(f"{base_url}/jupyter/logged-out")
+    page.click("#log-in-again")
+    page.wait_for_url(re.compile(r"/auth/login"), timeout=30_000)
     assert page.locator("input[name=username]").count() == 1
+
+
+def test_hub_pages_show_the_testbed_identity_title_and_logo(alice_page, base_url, alice):
+    page = alice_page
+    assert page.goto(f"{base_url}/jupyter/hub/home").status == 200
+    shot(page, "07-hub-home")
+    me = page.locator("#testbed-identity")
+    assert me.inner_text().strip() == ALICE
+    assert me.get_attribute("title") == f"hub user name: {alice}"
+    assert alice not in page.locator("nav").inner_text()
+    assert page.title() == "MCV testbed JupyterHub"
+    # the demo's logo (jupyterhub_logo_src), served by the hub and drawn by the browser
+    logo = page.request.get(f"{base_url}/jupyter/hub/logo")
+    assert logo.status == 200 and logo.headers["content-type"].startswith("image/svg")
+    assert b"MCV testbed" in logo.body()
+    assert page.locator("#jupyterhub-logo img").evaluate("i => i.naturalWidth") > 0
+
+
+def test_the_start_page_offers_the_choices_and_says_what_happens(new_context, base_url):
+    """Carol's start through the spawn form: its heading and choices; the page shown
+    while the server starts names her and the spawner's steps (when the start takes
+    longer than the hub's 1 s wait before it shows that page)."""
+    page = new_context().new_page()
+    page.goto(f"{base_url}/jupyter/hub/home")
+    page.fill("input[name=username]", CAROL)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jupyter/hub/home"), timeout=120_000)
+    name = page.evaluate("() => window.jhdata.user")
+    assert name.startswith("carol-testbed-example-"), name
+    if page.locator("#stop").is_visible():  # her server runs (an earlier test)
+        page.click("#stop")
+        deadline = time.monotonic() + 120
+        while page.request.get(f"{base_url}/jupyter/hub/api/users/{name}").json()["servers"]:
+            assert time.monotonic() < deadline, "carol's server did not stop within 120 s"
+            page.wait_for_timeout(500)
+    page.goto(f"{base_url}/jupyter/hub/spawn/{name}")
+    shot(page, "08-spawn-form")
+    assert page.locator("#testbed-spawn-heading h1").inner_text() == "Start JupyterLab"
+    assert page.title() == "MCV testbed JupyterHub"
+    profiles = page.locator("#testbed-profile option").all_inner_texts()
+    assert [p.split(" ")[0] for p in profiles] == ["standard", "audio"], profiles
+    assert page.locator("#testbed-profile").input_value() == "standard"
+
+    streams = []
+    page.on("response", lambda r: streams.append(r) if "/server/progress" in r.url else None)
+    page.select_option("#testbed-profile", "audio")
+    page.click("#spawn_form [type=submit]")
+    lab = re.compile(rf"/jupyter/user/{re.escape(name)}/lab")
+    page.wait_for_url(re.compile(rf"/hub/spawn-pending/|{lab.pattern}"), timeout=120_000)
+    shown = "/hub/spawn-pending/" in page.url
+    if shown:
+        message = page.locator("#testbed-spawn-message").inner_text()
+        shot(page, "09-spawn-pending")
+        assert f"Starting JupyterLab for {CAROL}" in message, message
+    page.wait_for_url(lab, timeout=120_000)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    if not shown:
+        print("the server started within the hub's 1 s wait: no spawn-pending page")
+        return
+    assert streams, "the spawn-pending page did not read the progress stream"
+    events = streams[0].text()
+    print(f"progress stream: {events[:2000]}")
+    assert "Starting your container" in events and "audio (3G memory" in events, events

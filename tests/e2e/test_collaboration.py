@@ -137,8 +137,11 @@ def test_carol_edits_bobs_notebook_live_after_he_shares_it(
     # bob shares his server with carol from the hub's home page
     bob_page.fill("#testbed-share-identity", CAROL)
     bob_page.click("#testbed-share-button")
-    bob_page.locator(f"#testbed-shares tr[data-user='{carol}']").wait_for(timeout=30_000)
+    shared = bob_page.locator(f"#testbed-shares tr[data-user='{carol}']")
+    shared.wait_for(timeout=30_000)
     assert "they can now open your server" in status.inner_text()
+    # the list names carol as the testbed knows her, not by her hub user name
+    assert shared.locator("td").first.inner_text().strip() == CAROL
     shot(bob_page, "21-bob-shared-with-carol")
 
     # both have the notebook open; carol types, bob sees it

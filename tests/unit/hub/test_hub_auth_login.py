@@ -158,7 +158,8 @@ async def test_logout_goes_to_testbed_logout(client):
     r = await client.get("logout", identity="ue-01")
     loc = urlsplit(redirect(r))
     assert loc.path == "/auth/logout"
-    assert parse_qs(loc.query) == {"next": ["http://bs.example/jupyter/"]}
+    # back to the page nginx serves without a session: "You have logged out"
+    assert parse_qs(loc.query) == {"next": ["http://bs.example/jupyter/logged-out"]}
     assert LOGIN_COOKIE not in client.session.cookies
 
 

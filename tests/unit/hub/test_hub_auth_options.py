@@ -26,6 +26,8 @@ def test_every_own_option_is_configurable_and_documented():
         "login_guard_seconds",
         "check_header_on_refresh",
         "identity_case",
+        "logged_out_path",
+        "known_identities",
     }
     for name in own:
         assert HeaderAuthenticator.class_traits()[name].help.strip(), name

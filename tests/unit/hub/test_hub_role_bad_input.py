@@ -22,6 +22,7 @@ VALIDATION_TASKS = (
     "Assert the hub settings are valid",
     "Assert the network subnet is an IPv4 CIDR when given",
     "Assert jupyterhub_version is not older than the installed JupyterHub",
+    "Assert jupyterhub_logo_src is a file on the control node",
 )
 
 #: (override of the good variables, part of the expected message); None removes one.
@@ -43,6 +44,18 @@ BAD = [
     ({"jupyterhub_identity_merge": "perhaps"}, "jupyterhub_identity_merge"),
     ({"jupyterhub_sharing_enabled": "perhaps"}, "jupyterhub_sharing_enabled"),
     ({"jupyterhub_sharing_enabled": [True]}, "jupyterhub_sharing_enabled"),
+    (
+        {"jupyterhub_logo_src": "/nonexistent/logo.svg"},
+        'jupyterhub_logo_src "/nonexistent/logo.svg" is not a file on the control node',
+    ),
+    (
+        {"jupyterhub_logo_src": __file__},
+        "jupyterhub_logo_src (hub.logo_file) ",
+    ),
+    (
+        {"jupyterhub_site_title": "x" * 81},
+        "jupyterhub_site_title (hub.site_title) ",
+    ),
     # testbed_hub.config on the control node: everything that goes into settings.json
     ({"jupyterhub_notebook_image": " "}, "jupyterhub_notebook_image (spawner.image) is empty"),
     (

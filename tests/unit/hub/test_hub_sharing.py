@@ -46,7 +46,7 @@ def test_sharing_on_gives_the_user_role_the_sharing_scopes(settings):  # noqa: F
     assert user_roles == [{"name": "user", "scopes": ["self", "shares!user"]}]
     # the other roles are still there, the admin role first
     assert [r["name"] for r in c.JupyterHub.load_roles] == ["admin", "idle-culler", "user"]
-    assert c.JupyterHub.template_vars == {"testbed_sharing": True}
+    assert c.JupyterHub.template_vars["testbed_sharing"] is True
     assert c.TestbedHub.sharing_enabled is True
 
 
@@ -56,7 +56,7 @@ def test_sharing_off_or_unset_leaves_jupyterhubs_user_role(settings, value):  # 
         settings["hub"]["sharing_enabled"] = value
     c = build(settings)
     assert "user" not in [r["name"] for r in c.JupyterHub.load_roles]
-    assert c.JupyterHub.template_vars == {"testbed_sharing": False}
+    assert c.JupyterHub.template_vars["testbed_sharing"] is False
     assert c.TestbedHub.sharing_enabled is False
 
 
@@ -189,6 +189,14 @@ async def test_a_share_from_the_home_page_grants_access_to_that_server_only(run_
     listed = await owner.api("GET", f"shares/{OWNER}/")
     assert [s["user"]["name"] for s in listed.json()["items"]] == [FRIEND_NAME]
     assert [s["scopes"] for s in listed.json()["items"]] == [[ACCESS]]
+    # the home page's list: the testbed identifier beside the hub name
+    mine = await owner.api("GET", "testbed/shares")
+    assert mine.status_code == 200, mine.text
+    assert [(i["user"], i["identity"]) for i in mine.json()["items"]] == [
+        (FRIEND_NAME, "bob@testbed.example")
+    ]
+    assert mine.json()["items"][0]["created_at"].endswith("Z")
+    assert (await friend.api("GET", "testbed/shares")).json() == {"items": []}
 
     # the shared-with user cannot pass the share on, the third user cannot grant one
     # (JupyterHub answers 404: without a scope on it, the server is not even there)

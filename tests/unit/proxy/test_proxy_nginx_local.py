@@ -739,3 +739,21 @@ def test_api_tokens_disabled_every_hub_request_needs_the_session(sites):
     assert forwarded_headers(ok.json(), "X-Authorized-User") == ["alice"]
     site = (sites["tokens-off"]["dir"] / "site.conf").read_text()
     assert "_reverse_proxy_token" not in site and "$http_authorization" not in site
+
+
+@pytest.mark.parametrize("site, hub_path", [("tls", "/jupyter/"), ("oauth2", "/lab/hub/")])
+def test_the_logged_out_page_needs_no_session_and_reaches_no_upstream(sites, site, hub_path):
+    """Where the testbed logout returns (the hub's logout: next=<hub path>logged-out)."""
+    target = _tls(sites) if site == "tls" else _plain(sites, site)
+    before = sum(StubAuth.hits.values())
+    r = request(target, f"{hub_path}logged-out", headers=[("X-Authorized-User", "alice")])
+    assert r.status == 200, r.body[:300]
+    assert r.header("Content-Type").startswith("text/html")
+    assert b"You have logged out of JupyterHub and of the testbed." in r.body
+    assert f'href="{hub_path}"'.encode() in r.body  # "Log in again"
+    assert b"alice" not in r.body  # nothing of the request comes back
+    assert sum(StubAuth.hits.values()) == before, "nginx asked the auth service"
+    assert r.header("X-Content-Type-Options") == "nosniff"  # the server's headers apply
+    # only that exact page: anything beside it still needs the session
+    assert request(target, f"{hub_path}logged-out/x").status in (302, 401)
+    assert request(target, f"{hub_path}logged-outx").status in (302, 401)

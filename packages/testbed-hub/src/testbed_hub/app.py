@@ -97,6 +97,14 @@ class TestbedHub(JupyterHub):
             _host_port(url)
         return proposal["value"]
 
+    def init_tornado_settings(self):
+        # Every page shows its user's testbed identifier (templates/page.html), not the
+        # mapped hub name; JupyterHub calls a callable template var with the page's user.
+        identity_of = getattr(self.authenticator, "identity_of", None)
+        if identity_of is not None:
+            self.template_vars = {**self.template_vars, "testbed_identity": identity_of}
+        super().init_tornado_settings()
+
     async def init_users(self):
         auth = self.authenticator
         if not auth.allow_all:

@@ -25,7 +25,7 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
 from tornado import web
-from traitlets import Bool, Enum, Integer, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Integer, Unicode, default, validate
 
 from testbed_hub.identity import IDENTITY_CASES, normalize_identity, repair_header_text
 
@@ -173,7 +173,10 @@ class HeaderLogoutHandler(LogoutHandler):
             return
         proto = _first_forwarded(self.request.headers.get("X-Forwarded-Proto"))
         host = _first_forwarded(self.request.headers.get("X-Forwarded-Host"))
-        back = f"{proto or self.request.protocol}://{host or self.request.host}{self.base_url}"
+        back = (
+            f"{proto or self.request.protocol}://{host or self.request.host}"
+            f"{self.base_url}{authenticator.logged_out_path}"
+        )
         self.redirect(authenticator.external_logout(back), permanent=False)
 
 
@@ -220,6 +223,22 @@ class HeaderAuthenticator(Authenticator):
         config=True,
         help="Query parameter of logout_redirect_url that carries the URL to return to.",
     )
+    logged_out_path = Unicode(
+        "logged-out",
+        config=True,
+        help="Page, below the hub's base URL, the testbed logout returns to: nginx serves "
+        "it without a session and says the user has logged out ('' = the base URL, "
+        "which lands on the testbed login).",
+    )
+    known_identities = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        config=True,
+        help="Hub user name -> testbed identifier, shown on the hub's pages instead of "
+        "the mapped name (testbed_hub.config fills it from the allowed, admin and "
+        "blocked lists). Logins and shares add to it while the hub runs; it is not "
+        "stored, and a name it does not know is shown as it is.",
+    )
     max_login_redirects = Integer(
         2,
         config=True,
@@ -264,6 +283,21 @@ class HeaderAuthenticator(Authenticator):
         """:func:`identity_to_username`, the login's mapping, for handlers that hold the
         authenticator (``testbed_hub.sharing``, which must not import this module)."""
         return identity_to_username(identity)
+
+    def remember_identity(self, identity: str) -> str:
+        """Note the canonical ``identity`` for display; returns its hub user name."""
+        name = identity_to_username(identity)
+        self.known_identities[name] = identity
+        return name
+
+    def identity_of(self, user) -> str:
+        """What the hub shows for ``user`` (a User, an orm.User or a name): its testbed
+        identifier when known (:attr:`known_identities`), else the hub name; "" for None.
+        """
+        if user is None:
+            return ""
+        name = user if isinstance(user, str) else user.name
+        return self.known_identities.get(name, name)
 
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self):
@@ -391,7 +425,8 @@ class HeaderAuthenticator(Authenticator):
         identity = self.identity_from_request(handler.request)
         if identity is None:
             return None
-        return {"name": identity_to_username(identity), "user_info": {"testbed_id": identity}}
+        name = self.remember_identity(identity)
+        return {"name": name, "user_info": {"testbed_id": identity}}
 
     def may_use_hub(self, name: str) -> bool:
         """Whether the hub user ``name`` passes today's blocked and allowed lists.
@@ -417,7 +452,10 @@ class HeaderAuthenticator(Authenticator):
         identity = self.identity_from_request(handler.request)
         if identity is None:
             return False
-        return self.normalize_username(identity_to_username(identity)) == user.name
+        if self.normalize_username(identity_to_username(identity)) != user.name:
+            return False
+        self.remember_identity(identity)  # known again after a hub restart
+        return True
 
     def external_login(self, next_url: str) -> str:
         return _add_query(self.external_login_url, {self.external_login_next_param: next_url})

@@ -25,7 +25,7 @@ from typing import Any
 
 from testbed_hub import container
 from testbed_hub.container import HOST_GATEWAY_MIN_DOCKER, Probe, parse_version  # noqa: F401
-from testbed_hub.identity import IDENTITY_CASES
+from testbed_hub.identity import IDENTITY_CASES, normalize_identity
 
 HOST_GATEWAY_MODES = ("gateway", "auto", "host-gateway", "netifaces")
 #: Modes that read the bridge interface's address (netifaces).
@@ -52,6 +52,10 @@ SHARING_SCOPES = ["self", "shares!user"]
 #: Seconds between two activity reports of a server to the hub (and of the proxy's
 #: routes), when settings.json does not say: JupyterHub's own default.
 DEFAULT_ACTIVITY_INTERVAL = 300
+#: The hub pages' title (``jupyterhub_site_title``) when the settings give none.
+DEFAULT_SITE_TITLE = "MCV testbed JupyterHub"
+#: Logo files JupyterHub serves at /hub/logo with the right content type.
+LOGO_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
 
 # Keys of each section; anything else is a typo and is rejected.
 _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -66,6 +70,8 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "log_level": str,
         "activity_interval": int,
         "sharing_enabled": bool,
+        "site_title": str,
+        "logo_file": str,
     },
     "proxy": {
         "managed": bool,
@@ -125,6 +131,8 @@ _OPTIONAL = {
     ("hub", "activity_interval"),
     ("hub", "log_level"),
     ("hub", "sharing_enabled"),
+    ("hub", "site_title"),
+    ("hub", "logo_file"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
     ("spawner", "images"),
@@ -146,6 +154,8 @@ VARIABLES = {
     "hub.log_level": "jupyterhub_log_level",
     "hub.activity_interval": "jupyterhub_activity_interval",
     "hub.sharing_enabled": "jupyterhub_sharing_enabled",
+    "hub.site_title": "jupyterhub_site_title",
+    "hub.logo_file": "jupyterhub_logo_src",
     "proxy.command": "jupyterhub_chp_prefix",
     "proxy.public_port": "jupyterhub_proxy_port",
     "proxy.api_port": "jupyterhub_proxy_api_port",
@@ -319,6 +329,18 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
                 f"{n('auth', key)} {_q(auth[key])} must be a path on this site such as "
                 "'/auth/login' or an http(s) URL, without spaces or quotes"
             )
+    title = hub.get("site_title", DEFAULT_SITE_TITLE)
+    if not title.strip() or len(title) > 80 or any(ord(ch) < 32 for ch in title):
+        problems.append(
+            f"{n('hub', 'site_title')} {_q(title)} must be 1 to 80 printable characters "
+            "(the title of the hub's pages)"
+        )
+    logo = hub.get("logo_file", "")
+    if logo and (not os.path.isabs(logo) or not logo.lower().endswith(LOGO_SUFFIXES)):
+        problems.append(
+            f"{n('hub', 'logo_file')} {_q(logo)} must be an absolute path to an image file "
+            f"({', '.join(LOGO_SUFFIXES)}), or '' for JupyterHub's logo"
+        )
     for key in ("allowed_users", "admin_users", "blocked_users"):
         if not all(isinstance(x, str) and x.strip() for x in auth[key]):
             problems.append(f"{n('auth', key)} must be a list of non-empty testbed identifiers")
@@ -637,6 +659,13 @@ def apply(
         # the same normalisation as the header (testbed_hub.auth.normalize_identity)
         return {username_for(u, fold_case=fold) for u in auth[key]}
 
+    # what the hub's pages show for each listed user: the testbed identifier
+    c.HeaderAuthenticator.known_identities = {
+        username_for(u, fold_case=fold): normalize_identity(u, fold_case=fold)
+        for key in ("allowed_users", "admin_users", "blocked_users")
+        for u in auth[key]
+    }
+
     blocked = names("blocked_users")
     admins = names("admin_users") - blocked
     c.JupyterHub.authenticator_class = "testbed_hub.auth.HeaderAuthenticator"
@@ -721,7 +750,13 @@ def apply(
     c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, *sharing_roles(sharing)]
     c.TestbedHub.sharing_enabled = sharing  # off: earlier shares are deleted at start
     # home.html shows the share form only then
-    c.JupyterHub.template_vars = {"testbed_sharing": sharing}
+    # testbed_hub.app.TestbedHub adds testbed_identity (the identifier of the page's user)
+    c.JupyterHub.template_vars = {
+        "testbed_sharing": sharing,
+        "testbed_site_title": hub.get("site_title") or DEFAULT_SITE_TITLE,
+    }
+    if hub.get("logo_file"):
+        c.JupyterHub.logo_file = hub["logo_file"]
 
 
 def sharing_roles(enabled: bool) -> list[dict[str, Any]]:

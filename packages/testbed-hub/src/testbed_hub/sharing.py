@@ -14,6 +14,8 @@ to what the README promises:
 * :class:`TestbedShareAPIHandler` (``POST /hub/api/testbed/shares``) shares the
   current user's default server with a testbed identifier, so the browser needs no
   ``read:users:name``; it answers the same whether or not that person uses the hub.
+  Its ``GET`` lists the shares of that server with each user's testbed identifier
+  where the hub knows it (``HeaderAuthenticator.identity_of``), for the home page.
 
 The authenticator's handlers come before JupyterHub's own (``JupyterHub.init_handlers``)
 and tornado takes the first pattern that matches, so these replace JupyterHub's.
@@ -28,6 +30,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.apihandlers.shares import ServerShareAPIHandler
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import isoformat
 from tornado import web
 
 from testbed_hub.identity import normalize_identity
@@ -112,6 +115,29 @@ class TestbedShareAPIHandler(APIHandler):
 
     __test__ = False
 
+    async def get(self):
+        """``{"items": [{"user": <hub name>, "identity": <shown name>, "created_at":
+        <ISO 8601 UTC>}]}``: the shares of the current user's default server, oldest
+        first (by creation); ``identity`` is the hub name when the hub does not know
+        the identifier."""
+        owner = self.current_user
+        if owner is None:
+            raise web.HTTPError(403, "Log in to the hub first.")
+        identity_of = getattr(self.authenticator, "identity_of", lambda u: u.name)
+        spawner = owner.orm_spawners.get("")
+        shares = [] if spawner is None else spawner.shares
+        items = [
+            {
+                "user": share.user.name,
+                "identity": identity_of(share.user),
+                "created_at": isoformat(share.created_at),
+            }
+            for share in sorted(shares, key=lambda s: s.id)
+            if share.user is not None
+        ]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"items": items}))
+
     async def post(self):
         owner = self.current_user
         if owner is None:
@@ -146,6 +172,9 @@ class TestbedShareAPIHandler(APIHandler):
                 if not self.has_scope(scope):
                     raise web.HTTPError(403, f"Do not have permission to grant {scope}")
             orm.Share.grant(self.db, spawner, target.orm_user, scopes=scopes)
+            remember = getattr(auth, "remember_identity", None)
+            if remember is not None:
+                remember(identity)  # the home page lists the share by this identifier
             self.log.info("%s shared server %s/ with %s", owner.name, owner.name, name)
         self.set_header("Content-Type", "application/json")
         self.finish(

@@ -128,6 +128,27 @@ class TestbedDockerSpawner(DockerSpawner):
         super().__init__(**kwargs)
         if not self.current_image:
             self.current_image = self.image
+        self._progress_events: list[dict[str, Any]] = []
+
+    # -- the spawn page's progress messages -------------------------------------------
+
+    def _step(self, progress: int, message: str) -> None:
+        self._progress_events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        """Events for the spawn page (JupyterHub's progress API, read while the start
+        is pending; JupyterHub adds "Server requested" before and "Server ready" after):
+        dicts with ``progress`` (0-100) and ``message``, one per step of :meth:`start`.
+        """
+        sent = 0
+        while True:
+            events = self._progress_events
+            if sent > len(events):  # a new start began
+                sent = 0
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            await asyncio.sleep(self.ready_poll_interval)
 
     @property
     def outdated_image(self) -> bool:
@@ -313,9 +334,17 @@ class TestbedDockerSpawner(DockerSpawner):
         return await self.poll() is None
 
     async def start(self):
+        self._progress_events = []
+        image = (self.user_options or {}).get("image") or self.image
+        what = self.image_labels.get(image, image.rsplit("/", 1)[-1])
+        if self.profile:
+            profile = next((p for p in self.profiles if p["name"] == self.profile), {})
+            what += f"; {profile.get('label') or self.profile}"
+        self._step(20, f"Starting your container ({what})")
         ip, port = await super().start()
         # DockerSpawner.remove is on: start() always created the container from self.image
         self.started_image = self.image
+        self._step(60, "Container running; JupyterLab is loading")
         t0 = time.monotonic()
         ready = await wait_for_port(
             ip,
@@ -332,4 +361,6 @@ class TestbedDockerSpawner(DockerSpawner):
             port,
             time.monotonic() - t0,
         )
+        if ready:
+            self._step(90, "JupyterLab answers; opening it")
         return ip, port
