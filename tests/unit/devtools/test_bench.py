@@ -8,6 +8,7 @@ import statistics
 import subprocess
 
 import pytest
+import yaml
 
 from testbed_devtools import bench, stats
 
@@ -446,6 +447,14 @@ def test_write_inventory_links_demo_vars_and_adds_users(tmp_path):
     # Writing again replaces, not nests, the link.
     bench.write_inventory(tmp_path / "inv", "tb-bench", ["a@x"])
     assert (inv / "group_vars").is_symlink()
+    # --no-spawn-form: no resource profiles, so the hub starts without its form
+    bench.write_inventory(tmp_path / "inv", "tb-bench", ["a@x"], spawn_form=False)
+    text = (inv / "host_vars" / "tb-bench.yml").read_text()
+    body = json.loads(text[text.index("{") :])
+    assert body == {"testbed_sim_auth_users": [{"name": "a@x"}], "jupyterhub_profiles": []}
+    # the demo's group_vars, which the default (form) bench keeps, do have profiles
+    demo = yaml.safe_load((bench.DEMO_GROUP_VARS / "all" / "main.yml").read_text())
+    assert len(demo["jupyterhub_profiles"]) == 2
 
 
 def test_bad_arguments_exit_2_before_anything_runs(capsys, monkeypatch):

@@ -225,8 +225,14 @@ class Instance:
 
 
 # -- the steps --------------------------------------------------------------------
-def write_inventory(folder: Path, name: str, users: list[str]) -> Path:
-    """An inventory for the bench container: the demo's group_vars + bench host_vars."""
+def write_inventory(
+    folder: Path, name: str, users: list[str], spawn_form: bool = True
+) -> Path:
+    """An inventory for the bench container: the demo's group_vars + bench host_vars.
+
+    ``spawn_form`` false: no resource profiles (the demo's two make the hub show its
+    spawn form), so the hub starts a server without asking.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hosts.yml").write_text(
         "---\nbasestation:\n  hosts:\n"
@@ -242,7 +248,13 @@ def write_inventory(folder: Path, name: str, users: list[str]) -> Path:
     host_vars.mkdir(exist_ok=True)
     (host_vars / f"{name}.yml").write_text(
         "---\n# Written by testbed_devtools.bench: the demo plus the bench users.\n"
-        + json.dumps({"testbed_sim_auth_users": [{"name": u} for u in users]}, indent=2)
+        + json.dumps(
+            {
+                "testbed_sim_auth_users": [{"name": u} for u in users],
+                **({} if spawn_form else {"jupyterhub_profiles": []}),
+            },
+            indent=2,
+        )
         + "\n"
     )
     return folder
@@ -275,9 +287,17 @@ def ansible(inventory: Path, playbook: Path, logfile: Path, extra: list[str]) ->
 
 def spawn_one(base_url: str, user: str, timeout: float = 120.0) -> dict[str, Any]:
     name = identity_to_username(user)
+    session = HubSession(base_url)
     try:
-        t = HubSession(base_url).login_to_lab(user, name, timeout=timeout)
-        return {"user": name, "ok": True, "ready_s": round(t.ready_s, 3), "polls": t.polls}
+        t = session.login_to_lab(user, name, timeout=timeout)
+        return {
+            "user": name,
+            "ok": True,
+            "ready_s": round(t.ready_s, 3),
+            "polls": t.polls,
+            # whether the hub showed its spawn form on the way (and Start was pressed)
+            "spawn_form": session.spawn_choices is not None,
+        }
     except Exception as exc:  # noqa: BLE001 - a failed spawn is a figure, not a crash
         return {"user": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
@@ -1052,6 +1072,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         "--reuse", action="store_true", help="keep an existing bench instance (no fresh converge)"
     )
     p.add_argument(
+        "--no-spawn-form",
+        dest="spawn_form",
+        action="store_false",
+        help="no resource profiles, so no spawn form before a start (the demo has two)",
+    )
+    p.add_argument(
         "--keep", action="store_true", help="leave the bench instance running afterwards"
     )
     p.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench.json")
@@ -1091,10 +1117,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.json.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     users = bench_users(args)
-    inventory = write_inventory(out_dir / "inventory", args.name, users["all"])
+    inventory = write_inventory(
+        out_dir / "inventory", args.name, users["all"], spawn_form=args.spawn_form
+    )
     inst = Instance(args.name)
     res: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},
+        "spawn_form": args.spawn_form,
         "started": time.strftime("%FT%TZ", time.gmtime()),
     }
     failed: list[str] = []
