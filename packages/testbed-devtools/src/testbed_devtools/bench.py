@@ -225,9 +225,7 @@ class Instance:
 
 
 # -- the steps --------------------------------------------------------------------
-def write_inventory(
-    folder: Path, name: str, users: list[str], spawn_form: bool = True
-) -> Path:
+def write_inventory(folder: Path, name: str, users: list[str], spawn_form: bool = True) -> Path:
     """An inventory for the bench container: the demo's group_vars + bench host_vars.
 
     ``spawn_form`` false: no resource profiles (the demo's two make the hub show its
