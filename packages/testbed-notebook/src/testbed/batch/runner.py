@@ -743,8 +743,8 @@ def _fmt(value: Any) -> str:
 SUMMARY_NOTE = (
     "Each experiment's executed notebook and its HTML are in the folder "
     f"<code>{EXPERIMENTS_DIR}/</code> next to this page. The links open a new browser "
-    "tab, notebooks in JupyterLab. In JupyterLab's HTML viewer click <b>Trust HTML</b> "
-    "in its toolbar first: JupyterLab blocks the links of HTML it does not trust."
+    "tab. In JupyterLab's HTML viewer click <b>Trust HTML</b> in its toolbar first: "
+    "JupyterLab blocks the links of HTML it does not trust."
 )
 
 
