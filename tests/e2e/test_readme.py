@@ -10,8 +10,10 @@ way a researcher would, in Chromium, as a demo user:
   terminal opened from JupyterLab's File menu (a login shell in the notebook
   directory, as a researcher gets it); each command exits 0 and no command is
   missing. ``run-notebook`` also has to leave what the README promises: the
-  batch folder ``runs/<notebook>/<timestamp>/`` with an executed notebook and
-  its HTML per experiment, and the summary of the recorded values.
+  batch folder ``runs/<notebook>/<timestamp>/`` with the summary of the recorded
+  values at its top, an executed notebook and its HTML per experiment in its
+  ``experiments/``, and summary links that open the notebook in this JupyterLab
+  and the HTML beside it.
 
 The section must hold at least one block of each kind, and every block must be
 one of the two kinds, with the place to run it said above it: a README change
@@ -38,6 +40,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from urllib.parse import quote, urlsplit
 
 import pytest
 from conftest import ALICE, REPO, shot
@@ -292,14 +295,21 @@ def check_run_notebook(lab: Lab, command: str, output: str) -> None:
     assert planned and int(planned.group(1)) > 0, tail(output)
 
     files = lab.listing(batch)
-    assert {"summary.csv", "summary.html"} <= files.keys(), sorted(files)
+    assert set(files) == {"experiments", "summary.csv", "summary.html"}, sorted(files)
+    runs = {f"experiments/{name}" for name in lab.listing(f"{batch}/experiments")}
     rows = list(csv.DictReader(io.StringIO(lab.text_file(f"{batch}/summary.csv"))))
     assert len(rows) == int(planned.group(1)), (planned.group(0), len(rows))
     failed = [(r["experiment"], r["error"]) for r in rows if r["status"] != "ok"]
     assert not failed, failed
+    links = re.findall(
+        r'<a href="([^"]+)" target="_blank">', lab.text_file(f"{batch}/summary.html")
+    )
     for row in rows:
-        assert {row["notebook"], row["html"]} <= files.keys(), (row, sorted(files))
+        assert {row["notebook"], row["html"]} <= runs, (row, sorted(runs))
         assert row["notebook"].endswith(".ipynb") and row["html"].endswith(".html"), row
+        # the notebook opens in this JupyterLab, the HTML by a link relative to the summary
+        tree = urlsplit(lab.url(f"lab/tree/{quote(batch)}/{row['notebook']}")).path
+        assert {tree, row["html"]} <= set(links), (row, links[:4])
     # The values each run recorded with testbed.record(name, value).
     source = lab.text_file(notebook)
     if "record(" in source:

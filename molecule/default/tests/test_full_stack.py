@@ -185,6 +185,16 @@ def test_thirty_batches_of_six_kernels_all_report_ok(host, sso, record_property)
         assert sorted(r["experiment"] for r in got) == ids, (batch, got)
         # six runs, six kernels of their own
         assert len({r["pid"] for r in got}) == len(ids), (batch, got)
+        # the summary at the top of the batch folder, the runs' files in experiments/
+        files = host.check_output(
+            f"docker exec {server} find /home/jovyan/nist/{lines[-1]} -mindepth 1 -printf '%P\\n'"
+        ).split()
+        assert sorted(f for f in files if "/" not in f) == [
+            "experiments",
+            "summary.csv",
+            "summary.html",
+        ], (batch, files)
+        assert {f for r in got for f in (r["notebook"], r["html"])} <= set(files), (batch, files)
         rows += got
     assert failures == [], failures
     assert len(rows) == SOAK_BATCHES * len(ids)

@@ -313,6 +313,7 @@ def test_real_run_times_both_arms(tmp_path, tiny):
     # and our own runner again with --jobs 1, in a folder of its own
     for arm in ("batch", "runner-baseline"):
         (batch_dir,) = (workdir / arm / "tiny").iterdir()
-        assert sorted(p.name for p in batch_dir.glob("*.ipynb")) == [f"{e}.ipynb" for e in EXPS]
+        runs = batch_dir / "experiments"
+        assert sorted(p.name for p in runs.glob("*.ipynb")) == [f"{e}.ipynb" for e in EXPS]
         assert (batch_dir / "summary.csv").is_file()
     assert "with --jobs 1" in proc.stderr and "with --jobs 2" in proc.stderr

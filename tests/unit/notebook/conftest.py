@@ -63,6 +63,14 @@ def state_home(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def outside_jupyterhub(monkeypatch) -> None:
+    """Not in a JupyterHub server, even when pytest runs in a JupyterLab terminal: a
+    test that needs one sets JUPYTERHUB_SERVICE_PREFIX and JUPYTERHUB_ROOT_DIR."""
+    for name in ("JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_ROOT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture()
 def closed_port() -> int:
     """A local port nobody listens on."""

@@ -242,7 +242,7 @@ def test_run_notebook_keeps_a_heartbeat_while_it_runs_even_when_a_notebook_fails
     # the kernels saw one heartbeat: this process's batch of this notebook, 2 experiments
     expected = [[os.getpid(), str(path.resolve()), 2]]
     assert json.loads(rows["exp-001"]["heartbeats"]) == expected
-    executed = nbformat.read(outcome.directory / "exp-002.ipynb", as_version=4)
+    executed = nbformat.read(outcome.directory / "experiments" / "exp-002.ipynb", as_version=4)
     assert str(path.resolve()) in json.dumps(executed.cells[-1].outputs)
     # and it is gone once the batch is done, though a run failed
     assert list((state_home / "testbed" / "batches").glob("*.json")) == []

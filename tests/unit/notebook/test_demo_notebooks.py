@@ -46,10 +46,11 @@ def batch(name, experiments, tmp_path, **params):
     outcome = run_batch(plan)
     with outcome.summary_csv.open() as fh:
         rows = {r["experiment"]: r for r in csv.DictReader(fh)}
+    runs = outcome.directory / "experiments"
     for result in outcome.results:
         assert result.ok, f"{result.experiment}: {result.error}"
-        assert (outcome.directory / f"{result.experiment}.ipynb").is_file()
-        assert (outcome.directory / f"{result.experiment}.html").is_file()
+        assert (runs / f"{result.experiment}.ipynb").is_file()
+        assert (runs / f"{result.experiment}.html").is_file()
     assert list(rows) == list(experiments)
     return outcome, rows
 
@@ -72,7 +73,7 @@ def test_overview(seed_data, tmp_path):
         assert rec["experiment_packet_loss_pct"] == doc["channel"]["packet_loss_pct"]
         assert rec["experiment_n_events"] == len(events_of(seed_data, exp))
         assert int(rows[exp]["n_experiments"]) == len(seed_data.experiments)
-    executed = nbformat.read(outcome.directory / "exp-001.ipynb", as_version=4)
+    executed = nbformat.read(outcome.directory / "experiments" / "exp-001.ipynb", as_version=4)
     images = [
         o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
     ]
@@ -100,7 +101,7 @@ def test_ptt_performance_over_every_experiment(seed_data, tmp_path):
         assert float(row["p95_mouth_to_ear_ms"]) == pytest.approx(np.percentile(m2e, 95), abs=5e-4)
         doc = next(e for e in seed_data.experiments if e["_id"] == exp)
         assert float(row["packet_loss_pct"]) == doc["channel"]["packet_loss_pct"]
-    executed = json.loads((outcome.directory / "exp-001.ipynb").read_text())
+    executed = json.loads((outcome.directory / "experiments" / "exp-001.ipynb").read_text())
     injected = [
         c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
     ]
@@ -126,7 +127,7 @@ def test_audio(seed_data, media, tmp_path):
         assert float(row["recording_duration_s"]) == pytest.approx(event["duration_s"], abs=1e-3)
         samples, _ = soundfile.read(media / first, dtype="float64")
         assert float(row["rms"]) == pytest.approx(np.sqrt(np.mean(samples**2)), abs=2e-6)
-    executed = nbformat.read(outcome.directory / "exp-001.ipynb", as_version=4)
+    executed = nbformat.read(outcome.directory / "experiments" / "exp-001.ipynb", as_version=4)
     outputs = [o for c in executed.cells for o in c.get("outputs", [])]
     assert any("<audio" in o.get("data", {}).get("text/html", "") for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1

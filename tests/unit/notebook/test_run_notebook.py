@@ -6,7 +6,9 @@ import concurrent.futures as cf
 import csv
 import errno
 import socket
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urljoin
 
 import nbformat
 import pytest
@@ -17,17 +19,20 @@ from papermill.exceptions import PapermillExecutionError
 
 from testbed.batch import BatchError, inspect_notebook, plan_batch, runner
 from testbed.batch.cli import build_parser, main
+from testbed.batch.links import SAME_TAB_SCRIPT, LabServer
 from testbed.batch.notebook import NotebookError
 from testbed.batch.runner import (
     KERNEL_DIED_AT_START,
     RETRIED_TEXT,
     DefaultJobs,
+    RunResult,
     is_kernel_port_clash,
     jobs_from_limits,
     kernel_start_failure,
     parse_proc_cgroup,
     parse_value,
     safe_name,
+    write_summary,
 )
 
 pytestmark = pytest.mark.usefixtures("testbed_env")
@@ -194,11 +199,112 @@ def test_safe_names():
     assert safe_name("a/b c") == "a_b_c"
 
 
+# -- the summary: where it names the files, how it links them ------------------------
+
+
+class _Anchors(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found: list[tuple[str | None, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.found.append((dict(attrs).get("href"), dict(attrs).get("target")))
+
+
+def anchors(page: str) -> list[tuple[str | None, str | None]]:
+    """(href, target) of every link of an HTML page, in order."""
+    parser = _Anchors()
+    parser.feed(page)
+    return parser.found
+
+
+def two_runs(batch_dir: Path) -> list[RunResult]:
+    """What execute_job leaves: a run with its notebook and HTML, and a run whose
+    worker died before it wrote anything."""
+    notebook = batch_dir / "experiments" / "exp-001.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_text("{}")
+    notebook.with_suffix(".html").write_text("<!DOCTYPE html>")
+    return [
+        RunResult("exp-001", "ok", 1.5, "", notebook, notebook.with_suffix(".html")),
+        RunResult("exp-002", "failed", 0.0, "BrokenProcessPool: ", None, None),
+    ]
+
+
+BATCH = Path("runs", "PTT analysis", "20250102T030405Z")  # a notebook name with a space
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative-output-dir"])
+def test_summary_links_open_the_notebook_in_jupyterlab_and_the_html_beside_it(
+    tmp_path, monkeypatch, relative
+):
+    """The server's root is tmp_path. The HTML's link is relative: it resolves
+    against the base JupyterLab's HTML viewer gives the page (the page's files/ URL,
+    with an _xsrf query) and in a downloaded copy. The notebook's link opens it in
+    JupyterLab. Both open a new tab: the viewer's frame may show no page of the server."""
+    monkeypatch.chdir(tmp_path)  # run-notebook -o runs in the server's root
+    batch_dir = BATCH if relative else tmp_path / BATCH
+    results = two_runs(batch_dir)
+    lab = LabServer("/jupyter/user/alice/", tmp_path)
+
+    csv_path, html_path = write_summary(results, batch_dir, "t", lab)
+
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["notebook"], r["html"]) for r in rows] == [
+        ("experiments/exp-001.ipynb", "experiments/exp-001.html"),
+        ("", ""),
+    ]
+    page = html_path.read_text()
+    (notebook_href, notebook_target), (html_href, html_target) = anchors(page)
+    assert notebook_href == (
+        "/jupyter/user/alice/lab/tree/runs/PTT%20analysis/20250102T030405Z/experiments/exp-001.ipynb"
+    )
+    assert (
+        tmp_path / unquote(notebook_href.removeprefix("/jupyter/user/alice/lab/tree/"))
+    ).is_file()
+    assert html_href == "experiments/exp-001.html"
+    viewer_base = (
+        "https://localhost:8443/jupyter/user/alice/files/runs/PTT%20analysis/20250102T030405Z/"
+        "summary.html?_xsrf=2%7Cabc"
+    )
+    assert urljoin(viewer_base, html_href) == (
+        "https://localhost:8443/jupyter/user/alice/files/runs/PTT%20analysis/20250102T030405Z/"
+        "experiments/exp-001.html"
+    )
+    assert (tmp_path / BATCH / unquote(html_href)).is_file()  # a downloaded copy
+    assert notebook_target == html_target == "_blank"
+    # what to do in JupyterLab, and same-tab links when the page is not in a frame
+    assert "<b>Trust HTML</b>" in page and "<code>experiments/</code>" in page
+    assert page.count(SAME_TAB_SCRIPT) == 1
+
+
+@pytest.mark.parametrize(
+    "lab",
+    [None, LabServer("/jupyter/user/alice/", Path("/elsewhere"))],
+    ids=["outside-jupyterhub", "batch-outside-the-server-root"],
+)
+def test_summary_links_are_relative_when_jupyterlab_cannot_open_the_notebook(tmp_path, lab):
+    results = two_runs(tmp_path / BATCH)
+    _, html_path = write_summary(results, tmp_path / BATCH, "t", lab)
+    links = anchors(html_path.read_text())
+    assert links == [
+        ("experiments/exp-001.ipynb", "_blank"),
+        ("experiments/exp-001.html", "_blank"),
+    ]
+    assert all((tmp_path / BATCH / href).is_file() for href, _ in links)
+
+
 # -- a real batch: 3 experiments, 2 workers, one deliberate failure -----------------
 
 
 @pytest.mark.slow
-def test_batch_runs_all_reports_failure_and_summarises(capsys, tiny, tmp_path, seed_data):
+def test_batch_runs_all_reports_failure_and_summarises(
+    capsys, tiny, tmp_path, seed_data, monkeypatch
+):
+    # run in a JupyterLab terminal of alice's server, whose root is tmp_path
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/jupyter/user/alice/")
+    monkeypatch.setenv("JUPYTERHUB_ROOT_DIR", str(tmp_path))
     out_dir = tmp_path / "runs"
     exps = ["exp-001", "exp-002", "exp-003"]
     code, out, err = run_cli(
@@ -229,11 +335,16 @@ def test_batch_runs_all_reports_failure_and_summarises(capsys, tiny, tmp_path, s
     )
     assert "2 ok, 1 failed" in err
 
+    # the summary at the top, each experiment's files in experiments/
+    assert sorted(p.name for p in batch.iterdir()) == ["experiments", "summary.csv", "summary.html"]
+    # (and each kernel's stderr in <experiment>.log when it wrote any)
+    assert {p.name for p in (batch / "experiments").iterdir()} - {f"{e}.log" for e in exps} == {
+        f"{exp}.{ext}" for exp in exps for ext in ("html", "ipynb")
+    }
     for exp in exps:
-        assert (batch / f"{exp}.ipynb").is_file()
-        html = (batch / f"{exp}.html").read_text()
+        html = (batch / "experiments" / f"{exp}.html").read_text()
         assert html.startswith("<!DOCTYPE html>") and exp in html
-    executed = nbformat.read(batch / "exp-003.ipynb", as_version=4)
+    executed = nbformat.read(batch / "experiments" / "exp-003.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert 'experiment_id = "exp-003"' in injected[0].source
 
@@ -251,11 +362,19 @@ def test_batch_runs_all_reports_failure_and_summarises(capsys, tiny, tmp_path, s
     failed = by_exp["exp-002"]
     assert failed["status"] == "failed"
     assert failed["error"].startswith("RuntimeError: deliberate failure on exp-002")
-    assert failed["n_events"] == "" and failed["notebook"] == "exp-002.ipynb"
+    assert failed["n_events"] == "" and failed["notebook"] == "experiments/exp-002.ipynb"
+    assert failed["html"] == "experiments/exp-002.html"
     summary_html = (batch / "summary.html").read_text()
     assert summary_html.count('<tr class="failed">') == 1
     assert summary_html.count('<tr class="ok">') == 2
     assert "2 of 3 runs succeeded" in summary_html
+    # notebooks open in alice's JupyterLab, the HTML by a relative link, in new tabs
+    lab_tree = f"/jupyter/user/alice/lab/tree/runs/tiny/{batch.name}/experiments"
+    assert anchors(summary_html) == [
+        (href, "_blank")
+        for exp in exps
+        for href in (f"{lab_tree}/{exp}.ipynb", f"experiments/{exp}.html")
+    ]
 
 
 @pytest.mark.slow
@@ -523,6 +642,15 @@ def test_a_kernel_start_failure_is_told_from_other_failures(exc, stderr, retried
     assert (kernel_start_failure(exc, stderr) is not None) is retried
 
 
+def test_a_run_whose_folder_cannot_be_made_fails_alone(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb", 'experiment_id = "exp-001"', "x = 1")
+    plan = plan_batch(nb, experiments=["exp-001"], jobs=1, output_dir=tmp_path / "runs")
+    (tmp_path / "experiments").write_text("a file where the runs' folder goes")
+    result = runner.execute_job(plan.jobs_for(tmp_path)[0])
+    assert (result.status, result.notebook, result.html) == ("failed", None, None)
+    assert result.error.startswith(f"cannot create {tmp_path / 'experiments'}: ")
+
+
 def test_a_kernel_that_does_not_answer_at_start_is_replaced(tmp_path, monkeypatch):
     """jupyter_client's "Kernel didn't respond in 60 seconds" at start: the next kernel
     runs the notebook, the summary counts two kernels and the log says why."""
@@ -543,7 +671,7 @@ def test_a_kernel_that_does_not_answer_at_start_is_replaced(tmp_path, monkeypatc
     plan = plan_batch(nb, experiments=["exp-001"], jobs=1, output_dir=tmp_path / "runs")
     result = runner.execute_job(plan.jobs_for(tmp_path)[0])
     assert (result.status, result.attempts, result.error) == ("ok", 2, "")
-    log = (tmp_path / "exp-001.log").read_text()
+    log = (tmp_path / "experiments/exp-001.log").read_text()
     assert "run-notebook: kernel 1 of 3 did not answer at start (Kernel didn't respond" in log
 
 
@@ -628,8 +756,8 @@ def test_kernel_port_clash_is_retried_and_notebook_errors_are_not(
     assert (rows["exp-002"]["status"], rows["exp-002"]["attempts"]) == ("failed", "1")
     assert rows["exp-002"]["error"].startswith("ZMQError: Address already in use")
     # the kernel's stderr even holds the words of a clash: the cell failed, not the start
-    assert "Address already in use" in (batch / "exp-002.log").read_text()
-    log = (batch / "exp-001.log").read_text()
+    assert "Address already in use" in (batch / "experiments/exp-002.log").read_text()
+    log = (batch / "experiments/exp-001.log").read_text()
     assert f"Address already in use (addr='tcp://127.0.0.1:{port_taken['port']}')" in log
     assert "run-notebook: kernel 1 of 3 could not bind a port" in log
     assert f"1 of 2 runs succeeded; 1 {RETRIED_TEXT}." in (batch / "summary.html").read_text()
@@ -643,7 +771,7 @@ def test_kernel_port_clash_is_retried_a_bounded_number_of_times(tmp_path, port_t
     job = plan.jobs_for(tmp_path)[0]
     result = runner.execute_job(job)
     assert (result.status, result.attempts) == ("failed", runner.KERNEL_START_ATTEMPTS)
-    log = (tmp_path / "exp-001.log").read_text()
+    log = (tmp_path / "experiments/exp-001.log").read_text()
     assert log.count("zmq.error.ZMQError: Address already in use") == 3  # one per kernel
     assert "a port it was given was already in use, 3 times in a row" in result.error
-    assert "exp-001.log has the kernel's error" in result.error
+    assert "(experiments/exp-001.log has the kernel's error)" in result.error

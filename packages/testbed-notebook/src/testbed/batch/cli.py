@@ -66,9 +66,10 @@ def jobs_help(default: DefaultJobs) -> str:
 def build_parser(jobs_default: DefaultJobs | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Run a notebook once per experiment with papermill; write the executed "
-        "notebooks, their HTML and a summary (CSV + HTML) of the values each run recorded "
-        "with testbed.record(name, value).",
+        description="Run a notebook once per experiment with papermill. In a new batch "
+        "folder (printed at the end) it writes summary.csv and summary.html, the values "
+        "each run recorded with testbed.record(name, value), and in its subfolder "
+        "experiments/ the executed notebooks and their HTML.",
         epilog="Exit status: 0 all runs ok, 1 some run failed, 2 bad input (nothing ran).",
     )
     parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
@@ -101,7 +102,7 @@ def build_parser(jobs_default: DefaultJobs | None = None) -> argparse.ArgumentPa
         "--output-dir",
         "-o",
         default="runs",
-        help="where runs/<notebook>/<timestamp>/ goes (default: ./runs)",
+        help="where the batch folder <notebook>/<timestamp>/ goes (default: ./runs)",
     )
     parser.add_argument(
         "--timeout",

@@ -3,9 +3,20 @@
 :func:`plan_batch` validates everything (notebook, parameters, experiments,
 kernel, output directory) before anything runs and raises :class:`BatchError`
 listing every problem. :func:`run_batch` executes the plan in a bounded pool of
-worker processes; a failing experiment never stops the others. Each run leaves
-``<experiment>.ipynb`` and ``<experiment>.html`` in the batch directory, and
-the batch ends with ``summary.csv`` and ``summary.html``. While it runs, a
+worker processes; a failing experiment never stops the others.
+
+The batch directory, ``<output>/<notebook stem>/<UTC timestamp>/``, holds the
+summary at its top and one file set per experiment below it::
+
+    summary.csv    summary.html      written when the last run ends
+    experiments/   <experiment>.ipynb  the executed notebook (written as it runs)
+                   <experiment>.html   its HTML export
+                   <experiment>.log    the kernel's stderr and the runner's notes on
+                                       replaced kernels (only when there are any)
+
+``summary.html`` links each run's notebook (opened in JupyterLab) and HTML so
+that the links work inside JupyterLab (:mod:`testbed.batch.links`). Batches
+written before ``experiments/`` existed keep their flat layout. While it runs, a
 heartbeat file (:mod:`testbed.activity.batches`) tells the JupyterLab server that
 long work is going on, so the idle culler leaves the server, and the batch, alone.
 
@@ -39,11 +50,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from testbed.activity.batches import heartbeat
+from testbed.batch.links import SAME_TAB_SCRIPT, LabServer, relative_href
 from testbed.batch.notebook import NotebookError, inspect_notebook
 from testbed.errors import TestbedError
 from testbed.record import read_records
 
 EXPERIMENT_PARAM = "experiment_id"
+#: The batch directory's subfolder of per-experiment files (notebook, HTML, log).
+EXPERIMENTS_DIR = "experiments"
 FIXED_COLUMNS = [
     "experiment",
     "status",
@@ -318,7 +332,7 @@ class BatchPlan:
                 notebook=self.notebook,
                 experiment=exp,
                 parameters={**self.parameters, self.experiment_param: exp},
-                output=batch_dir / f"{safe_name(exp)}.ipynb",
+                output=batch_dir / EXPERIMENTS_DIR / f"{safe_name(exp)}.ipynb",
                 kernel_name=self.kernel_name,
                 timeout=self.timeout,
                 cwd=self.notebook.parent,
@@ -552,9 +566,9 @@ def _stderr_to(path: Path) -> Iterator[None]:
 # socket, then starts ipykernel with those numbers; another kernel (or any process)
 # of a parallel batch can take one in between. ipykernel then fails in
 # IPKernelApp.init_sockets with "zmq.error.ZMQError: Address already in use
-# (addr='tcp://127.0.0.1:PORT')" on its stderr (our <experiment>.log) and exits, and
-# jupyter_client's wait_for_ready raises RuntimeError("Kernel died before replying
-# to kernel_info"), which nbclient and papermill pass on unchanged.
+# (addr='tcp://127.0.0.1:PORT')" on its stderr (our experiments/<experiment>.log)
+# and exits, and jupyter_client's wait_for_ready raises RuntimeError("Kernel died
+# before replying to kernel_info"), which nbclient and papermill pass on unchanged.
 KERNEL_START_ATTEMPTS = 3
 # seconds before the next kernel start, drawn at random so that workers which
 # clashed do not start their kernels in step again
@@ -649,6 +663,11 @@ def execute_job(job: RunJob) -> RunResult:
     import papermill
 
     start = time.monotonic()
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        error = f"cannot create {job.output.parent}: {exc.strerror or exc}"
+        return RunResult(job.experiment, "failed", 0.0, error, None, None)
     log_path = job.output.with_suffix(".log")
     attempts = 0
     while True:
@@ -686,8 +705,8 @@ def execute_job(job: RunJob) -> RunResult:
                     what = "it did not answer at start"
                 error = (
                     f"the kernel could not start: {what}, {attempts} times in a row "
-                    f"({log_path.name} has the kernel's error); run fewer at a time (--jobs) "
-                    "or retry"
+                    f"({log_path.parent.name}/{log_path.name} has the kernel's error); run "
+                    "fewer at a time (--jobs) or retry"
                 )
         break
     duration = time.monotonic() - start
@@ -721,8 +740,37 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> tuple[Path, Path]:
-    """Write ``summary.csv`` and ``summary.html``; return their paths."""
+SUMMARY_NOTE = (
+    "Each experiment's executed notebook and its HTML are in the folder "
+    f"<code>{EXPERIMENTS_DIR}/</code> next to this page. The links open a new browser "
+    "tab. In JupyterLab's HTML viewer click <b>Trust HTML</b> in its toolbar first: "
+    "JupyterLab blocks the links of HTML it does not trust."
+)
+
+
+def _in_batch(path: Path | None, batch_dir: Path) -> str:
+    """``path`` relative to the batch directory, as the summary names it."""
+    return Path(os.path.relpath(path, batch_dir)).as_posix() if path is not None else ""
+
+
+def _link(href: str, text: str) -> str:
+    return f'<a href="{html.escape(href)}" target="_blank">{html.escape(text)}</a>'
+
+
+def write_summary(
+    results: Sequence[RunResult],
+    batch_dir: Path,
+    title: str,
+    lab: LabServer | None = None,
+) -> tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.html``; return their paths.
+
+    The ``notebook`` and ``html`` columns hold the run's files relative to
+    ``batch_dir`` (``experiments/exp-001.ipynb``). In the HTML they are links
+    (:mod:`testbed.batch.links`): a notebook opens in JupyterLab on ``lab`` when
+    given and the notebook lies below its root, else (as an HTML file always) by a
+    relative link.
+    """
     record_names: list[str] = []
     for res in results:
         for name in res.records:
@@ -732,6 +780,7 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
     headers = {n: f"record_{n}" if n in FIXED_COLUMNS else n for n in record_names}
     columns = FIXED_COLUMNS + list(headers.values())
     rows = []
+    links: list[dict[str, str]] = []
     for res in results:
         row = {
             "experiment": res.experiment,
@@ -739,11 +788,20 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
             "attempts": str(res.attempts),
             "run_duration_s": f"{res.duration_s:.3f}",
             "error": res.error,
-            "notebook": res.notebook.name if res.notebook else "",
-            "html": res.html.name if res.html else "",
+            "notebook": _in_batch(res.notebook, batch_dir),
+            "html": _in_batch(res.html, batch_dir),
         }
         row.update({headers[n]: _fmt(res.records.get(n)) for n in record_names})
         rows.append(row)
+        cells = {}
+        if res.notebook is not None:
+            href = lab.notebook_url(res.notebook) if lab is not None else None
+            cells["notebook"] = _link(
+                href or relative_href(res.notebook, batch_dir), res.notebook.name
+            )
+        if res.html is not None:
+            cells["html"] = _link(relative_href(res.html, batch_dir), res.html.name)
+        links.append(cells)
     csv_path = batch_dir / "summary.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -754,14 +812,9 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
     retried = sum(r.retried for r in results)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
-    for row in rows:
-        cells = []
-        for col in columns:
-            text = html.escape(row[col])
-            if col in ("notebook", "html") and row[col]:
-                text = f'<a href="{html.escape(row[col])}">{text}</a>'
-            cells.append(f"<td>{text}</td>")
-        body.append(f'<tr class="{html.escape(row["status"])}">{"".join(cells)}</tr>')
+    for row, cells in zip(rows, links, strict=True):
+        tds = "".join(f"<td>{cells.get(c) or html.escape(row[c])}</td>" for c in columns)
+        body.append(f'<tr class="{html.escape(row["status"])}">{tds}</tr>')
     html_path = batch_dir / "summary.html"
     html_path.write_text(
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
@@ -770,9 +823,9 @@ def write_summary(results: Sequence[RunResult], batch_dir: Path, title: str) -> 
         "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
         "tr.failed{background:#fdd}tr.ok{background:#efe}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{ok} of {len(results)} runs succeeded; "
-        f"{retried} {RETRIED_TEXT}.</p>"
+        f"{retried} {RETRIED_TEXT}.</p><p>{SUMMARY_NOTE}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        "</body></html>\n",
+        f"{SAME_TAB_SCRIPT}</body></html>\n",
         encoding="utf-8",
     )
     return csv_path, html_path
@@ -827,7 +880,7 @@ def run_batch(
                 progress(result, done, len(jobs))
     ordered = [results[e] for e in plan.experiments]
     title = f"{plan.notebook.name}: {batch_dir.name}"
-    csv_path, html_path = write_summary(ordered, batch_dir, title)
+    csv_path, html_path = write_summary(ordered, batch_dir, title, LabServer.from_environ())
     return BatchOutcome(batch_dir, ordered, csv_path, html_path, time.monotonic() - start)
 
 
