@@ -49,6 +49,10 @@ BAD = [
         'jupyterhub_logo_src "/nonexistent/logo.svg" is not a file on the control node',
     ),
     (
+        {"jupyterhub_logo_src": "no-such-logo.svg"},
+        'jupyterhub_logo_src "no-such-logo.svg" is not a file on the control node',
+    ),
+    (
         {"jupyterhub_logo_src": __file__},
         "jupyterhub_logo_src (hub.logo_file) ",
     ),
