@@ -162,6 +162,21 @@ def test_jupyter_scheduler_loads_with_jupyterlab_4(host, ref):
         run(host, ref, "cat /opt/notebook/etc/jupyter/jupyter_server_config.json").stdout
     )
     assert cfg["SchedulerApp"]["db_url"] == "sqlite:////home/jovyan/nist/.jupyter-scheduler.sqlite"
+    # jobs run through testbed.scheduler (parameters as run-notebook -p reads them), which
+    # imports in the image and delivers a job's files to the folder the panel links to
+    manager = cfg["BaseScheduler"]["execution_manager_class"]
+    assert manager == "testbed.scheduler.TestbedExecutionManager"
+    probe = run(
+        host,
+        ref,
+        "python -c 'import testbed.scheduler as s; "
+        "print(s.TestbedExecutionManager.__mro__[1].__name__, s.output_directory())'",
+    )
+    assert probe.rc == 0, probe.stderr
+    assert probe.stdout.split() == [
+        "DefaultExecutionManager",
+        cfg["BaseScheduler"]["output_directory"],
+    ]
 
 
 def test_extra_ca_in_trust_store(host, ref):
