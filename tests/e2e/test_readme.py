@@ -12,8 +12,8 @@ way a researcher would, in Chromium, as a demo user:
   missing. ``run-notebook`` also has to leave what the README promises: the
   batch folder ``runs/<notebook>/<timestamp>/`` with the summary of the recorded
   values at its top, an executed notebook and its HTML per experiment in its
-  ``experiments/``, and summary links that open the notebook in this JupyterLab
-  and the HTML beside it.
+  ``experiments/``, summary.html links that open the notebook in this JupyterLab
+  and the HTML beside it, and summary.ipynb's relative links to both.
 
 The section must hold at least one block of each kind, and every block must be
 one of the two kinds, with the place to run it said above it: a README change
@@ -40,7 +40,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 from conftest import ALICE, REPO, shot
@@ -290,12 +290,20 @@ def check_run_notebook(lab: Lab, command: str, output: str) -> None:
         f"{command!r} did not name its batch folder runs/{stem}/<timestamp>:\n{tail(output)}"
     )
     batch = printed[-1]
-    assert f"summary: {batch}/summary.csv and {batch}/summary.html" in output, tail(output)
+    assert (
+        f"summary: {batch}/summary.ipynb (open it in JupyterLab), also {batch}/summary.csv "
+        f"and {batch}/summary.html"
+    ) in output, tail(output)
     planned = re.search(r"on (\d+) experiment\(s\)", output)
     assert planned and int(planned.group(1)) > 0, tail(output)
 
     files = lab.listing(batch)
-    assert set(files) == {"experiments", "summary.csv", "summary.html"}, sorted(files)
+    assert set(files) == {
+        "experiments",
+        "summary.csv",
+        "summary.html",
+        "summary.ipynb",
+    }, sorted(files)
     runs = {f"experiments/{name}" for name in lab.listing(f"{batch}/experiments")}
     rows = list(csv.DictReader(io.StringIO(lab.text_file(f"{batch}/summary.csv"))))
     assert len(rows) == int(planned.group(1)), (planned.group(0), len(rows))
@@ -304,12 +312,21 @@ def check_run_notebook(lab: Lab, command: str, output: str) -> None:
     links = re.findall(
         r'<a href="([^"]+)" target="_blank">', lab.text_file(f"{batch}/summary.html")
     )
+    # summary.ipynb: written by run-notebook, its first cell's Markdown links the
+    # runs' files relative to it (JupyterLab opens them in its own tabs)
+    summary_nb = json.loads(lab.text_file(f"{batch}/summary.ipynb"))
+    assert summary_nb["metadata"]["testbed"] == {"generated_by": "run-notebook"}, summary_nb
+    first = summary_nb["cells"][0]
+    assert first["cell_type"] == "markdown", first
+    md_links = set(re.findall(r"(?<!\\)\]\(([^)\s]+)\)", "".join(first["source"])))
+    assert {unquote(link) for link in md_links} <= runs, (sorted(md_links)[:4], sorted(runs))
     for row in rows:
         assert {row["notebook"], row["html"]} <= runs, (row, sorted(runs))
         assert row["notebook"].endswith(".ipynb") and row["html"].endswith(".html"), row
         # the notebook opens in this JupyterLab, the HTML by a link relative to the summary
         tree = urlsplit(lab.url(f"lab/tree/{quote(batch)}/{row['notebook']}")).path
         assert {tree, row["html"]} <= set(links), (row, links[:4])
+        assert {quote(row["notebook"]), quote(row["html"])} <= md_links, (row, md_links)
     # The values each run recorded with testbed.record(name, value).
     source = lab.text_file(notebook)
     if "record(" in source:

@@ -193,6 +193,7 @@ def test_thirty_batches_of_six_kernels_all_report_ok(host, sso, record_property)
             "experiments",
             "summary.csv",
             "summary.html",
+            "summary.ipynb",
         ], (batch, files)
         assert {f for r in got for f in (r["notebook"], r["html"])} <= set(files), (batch, files)
         rows += got

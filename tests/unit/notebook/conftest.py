@@ -5,8 +5,12 @@ hub's spawner would set (TESTBED_MONGO_URI, TESTBED_MONGO_DB, TESTBED_MEDIA_DIR)
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
+import mistune
+import nbformat
 import pytest
 
 # Plain imports: without the simulator (packages/testbed-sim, installed by
@@ -77,3 +81,105 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- a batch's summary.ipynb as a reader sees it ---------------------------------------
+
+
+@dataclass
+class Cell:
+    """A rendered table cell: its text (``<br>`` as a line break), its links' hrefs
+    and the other HTML elements inside it (``strong``, ``em``, ``code``, ...)."""
+
+    text: str = ""
+    hrefs: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+class _Rendered(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.headings: list[str] = []
+        self.rows: list[list[Cell]] = []
+        self.tags: list[str] = []  # every element, in order
+        self._cell: Cell | None = None
+        self._heading: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = Cell()
+        elif tag == "h1":
+            self._heading = ""
+        elif self._cell is not None:
+            self._cell.tags.append(tag)
+            if tag == "a":
+                self._cell.hrefs.append(dict(attrs).get("href") or "")
+            elif tag == "br":
+                self._cell.text += "\n"
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(self._cell)
+            self._cell = None
+        elif tag == "h1" and self._heading is not None:
+            self.headings.append(self._heading)
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.text += data
+        elif self._heading is not None:
+            self._heading += data
+
+
+#: Markdown as JupyterLab's parser (marked, GFM) reads it: tables, strikethrough and
+#: `$` math on, raw HTML kept (JupyterLab's sanitizer keeps <br> and <a href>).
+#: mistune is nbconvert's Markdown parser.
+render_markdown = mistune.create_markdown(escape=False, plugins=["table", "strikethrough", "math"])
+
+
+@dataclass
+class RenderedMarkdown:
+    headings: list[str]
+    tags: list[str]
+    table: list[dict[str, Cell]]  # one dict per body row, by the header's text
+
+
+def rendered(markdown: str) -> RenderedMarkdown:
+    parser = _Rendered()
+    parser.feed(render_markdown(markdown))
+    header, *body = parser.rows or [[]]
+    columns = [c.text for c in header]
+    for row in body:
+        assert len(row) == len(columns), (columns, [c.text for c in row])
+    return RenderedMarkdown(
+        parser.headings, parser.tags, [dict(zip(columns, row, strict=True)) for row in body]
+    )
+
+
+@dataclass
+class SummaryNotebook:
+    notebook: nbformat.NotebookNode
+    markdown: RenderedMarkdown  # its first cell, rendered
+
+
+@pytest.fixture()
+def read_summary_notebook():
+    """A function: batch folder -> its summary.ipynb, validated, first cell rendered."""
+
+    def read(batch_dir: Path) -> SummaryNotebook:
+        nb = nbformat.read(batch_dir / "summary.ipynb", as_version=4)
+        nbformat.validate(nb)
+        assert nb.cells[0].cell_type == "markdown", nb.cells[0]
+        return SummaryNotebook(nb, rendered(nb.cells[0].source))
+
+    return read
+
+
+@pytest.fixture()
+def render():
+    """A function: Markdown -> its headings, elements and table (:func:`rendered`)."""
+    return rendered

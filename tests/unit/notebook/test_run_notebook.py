@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import datetime as dt
 import errno
 import socket
 from html.parser import HTMLParser
@@ -248,14 +249,14 @@ def test_summary_links_open_the_notebook_in_jupyterlab_and_the_html_beside_it(
     results = two_runs(batch_dir)
     lab = LabServer("/jupyter/user/alice/", tmp_path)
 
-    csv_path, html_path = write_summary(results, batch_dir, "t", lab)
+    summary = write_summary(results, batch_dir, "t", lab)
 
-    rows = list(csv.DictReader(csv_path.open()))
+    rows = list(csv.DictReader(summary.csv.open()))
     assert [(r["notebook"], r["html"]) for r in rows] == [
         ("experiments/exp-001.ipynb", "experiments/exp-001.html"),
         ("", ""),
     ]
-    page = html_path.read_text()
+    page = summary.html.read_text()
     (notebook_href, notebook_target), (html_href, html_target) = anchors(page)
     assert notebook_href == (
         "/jupyter/user/alice/lab/tree/runs/PTT%20analysis/20250102T030405Z/experiments/exp-001.ipynb"
@@ -274,8 +275,10 @@ def test_summary_links_open_the_notebook_in_jupyterlab_and_the_html_beside_it(
     )
     assert (tmp_path / BATCH / unquote(html_href)).is_file()  # a downloaded copy
     assert notebook_target == html_target == "_blank"
-    # what to do in JupyterLab, and same-tab links when the page is not in a frame
+    # what to do in JupyterLab (trust it, or open summary.ipynb), and same-tab links
+    # when the page is not in a frame
     assert "<b>Trust HTML</b>" in page and "<code>experiments/</code>" in page
+    assert "<code>summary.ipynb</code>" in page and summary.notebook.is_file()
     assert page.count(SAME_TAB_SCRIPT) == 1
 
 
@@ -286,8 +289,7 @@ def test_summary_links_open_the_notebook_in_jupyterlab_and_the_html_beside_it(
 )
 def test_summary_links_are_relative_when_jupyterlab_cannot_open_the_notebook(tmp_path, lab):
     results = two_runs(tmp_path / BATCH)
-    _, html_path = write_summary(results, tmp_path / BATCH, "t", lab)
-    links = anchors(html_path.read_text())
+    links = anchors(write_summary(results, tmp_path / BATCH, "t", lab).html.read_text())
     assert links == [
         ("experiments/exp-001.ipynb", "_blank"),
         ("experiments/exp-001.html", "_blank"),
@@ -300,7 +302,7 @@ def test_summary_links_are_relative_when_jupyterlab_cannot_open_the_notebook(tmp
 
 @pytest.mark.slow
 def test_batch_runs_all_reports_failure_and_summarises(
-    capsys, tiny, tmp_path, seed_data, monkeypatch
+    capsys, tiny, tmp_path, seed_data, monkeypatch, read_summary_notebook
 ):
     # run in a JupyterLab terminal of alice's server, whose root is tmp_path
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/jupyter/user/alice/")
@@ -334,9 +336,20 @@ def test_batch_runs_all_reports_failure_and_summarises(
         == exps
     )
     assert "2 ok, 1 failed" in err
+    # stdout is the batch folder only; stderr names the summary to open
+    assert out.strip() == str(batch)
+    assert (
+        f"summary: {batch}/summary.ipynb (open it in JupyterLab), also {batch}/summary.csv "
+        f"and {batch}/summary.html"
+    ) in err
 
     # the summary at the top, each experiment's files in experiments/
-    assert sorted(p.name for p in batch.iterdir()) == ["experiments", "summary.csv", "summary.html"]
+    assert sorted(p.name for p in batch.iterdir()) == [
+        "experiments",
+        "summary.csv",
+        "summary.html",
+        "summary.ipynb",
+    ]
     # (and each kernel's stderr in <experiment>.log when it wrote any)
     assert {p.name for p in (batch / "experiments").iterdir()} - {f"{e}.log" for e in exps} == {
         f"{exp}.{ext}" for exp in exps for ext in ("html", "ipynb")
@@ -375,6 +388,23 @@ def test_batch_runs_all_reports_failure_and_summarises(
         for exp in exps
         for href in (f"{lab_tree}/{exp}.ipynb", f"experiments/{exp}.html")
     ]
+
+    # summary.ipynb: the same runs and values; relative links, which JupyterLab opens
+    summary = read_summary_notebook(batch)  # validated with nbformat
+    assert summary.notebook.metadata["testbed"] == {"generated_by": "run-notebook"}
+    assert summary.markdown.headings == [f"tiny.ipynb: {batch.name}"]
+    started = dt.datetime.strptime(batch.name, "%Y%m%dT%H%M%SZ")  # the folder's UTC time
+    assert f"started {started:%Y-%m-%d %H:%M:%S} UTC" in summary.notebook.cells[0].source
+    table = summary.markdown.table
+    assert [row["experiment"].text for row in table] == exps
+    assert [row["status"].text for row in table] == ["ok", "failed", "ok"]
+    for row in table:
+        exp = row["experiment"].text
+        assert row["scaled"].text == by_exp[exp]["scaled"]
+        assert row["experiment"].hrefs == row["notebook"].hrefs == [f"experiments/{exp}.ipynb"]
+        assert row["html"].hrefs == [f"experiments/{exp}.html"]
+        assert all((batch / href).is_file() for href in row["notebook"].hrefs + row["html"].hrefs)
+    assert table[1]["error"].text.startswith("RuntimeError: deliberate failure on exp-002")
 
 
 @pytest.mark.slow

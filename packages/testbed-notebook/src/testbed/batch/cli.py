@@ -67,9 +67,11 @@ def build_parser(jobs_default: DefaultJobs | None = None) -> argparse.ArgumentPa
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run a notebook once per experiment with papermill. In a new batch "
-        "folder (printed at the end) it writes summary.csv and summary.html, the values "
-        "each run recorded with testbed.record(name, value), and in its subfolder "
-        "experiments/ the executed notebooks and their HTML.",
+        "folder (printed at the end) it writes the summary of the values each run "
+        "recorded with testbed.record(name, value): summary.ipynb (open it in JupyterLab "
+        "and click an experiment to open its executed notebook), summary.csv and "
+        "summary.html; and in its subfolder experiments/ the executed notebooks and "
+        "their HTML.",
         epilog="Exit status: 0 all runs ok, 1 some run failed, 2 bad input (nothing ran).",
     )
     parser.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to run")
@@ -198,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{PROG}: {len(outcome.results) - len(failed)} ok, {len(failed)} failed in "
         f"{outcome.duration_s:.1f} s; {len(outcome.retried)} {RETRIED_TEXT}; "
-        f"summary: {outcome.summary_csv} and {outcome.summary_html}",
+        f"summary: {outcome.summary_notebook} (open it in JupyterLab), also "
+        f"{outcome.summary_csv} and {outcome.summary_html}",
         file=err,
     )
     print(outcome.directory)

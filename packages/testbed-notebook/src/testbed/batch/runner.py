@@ -8,15 +8,17 @@ worker processes; a failing experiment never stops the others.
 The batch directory, ``<output>/<notebook stem>/<UTC timestamp>/``, holds the
 summary at its top and one file set per experiment below it::
 
-    summary.csv    summary.html      written when the last run ends
+    summary.ipynb  summary.csv  summary.html   written when the last run ends
     experiments/   <experiment>.ipynb  the executed notebook (written as it runs)
                    <experiment>.html   its HTML export
                    <experiment>.log    the kernel's stderr and the runner's notes on
                                        replaced kernels (only when there are any)
 
-``summary.html`` links each run's notebook (opened in JupyterLab) and HTML so
-that the links work inside JupyterLab (:mod:`testbed.batch.links`). Batches
-written before ``experiments/`` existed keep their flat layout. While it runs, a
+``summary.ipynb`` is the one to open in JupyterLab: its Markdown table links each
+run's notebook and HTML, and JupyterLab opens them in its own tabs
+(:mod:`testbed.batch.summary_notebook`). ``summary.html`` links them too, for
+JupyterLab's HTML viewer once trusted and for a browser (:mod:`testbed.batch.links`).
+Batches written before ``experiments/`` existed keep their flat layout. While it runs, a
 heartbeat file (:mod:`testbed.activity.batches`) tells the JupyterLab server that
 long work is going on, so the idle culler leaves the server, and the batch, alone.
 
@@ -47,11 +49,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
+
+import nbformat
 
 from testbed.activity.batches import heartbeat
 from testbed.batch.links import SAME_TAB_SCRIPT, LabServer, relative_href
 from testbed.batch.notebook import NotebookError, inspect_notebook
+from testbed.batch.summary_notebook import markdown_link, summary_notebook
 from testbed.errors import TestbedError
 from testbed.record import read_records
 
@@ -744,8 +749,18 @@ SUMMARY_NOTE = (
     "Each experiment's executed notebook and its HTML are in the folder "
     f"<code>{EXPERIMENTS_DIR}/</code> next to this page. The links open a new browser "
     "tab. In JupyterLab's HTML viewer click <b>Trust HTML</b> in its toolbar first: "
-    "JupyterLab blocks the links of HTML it does not trust."
+    "JupyterLab blocks the links of HTML it does not trust. Or open "
+    "<code>summary.ipynb</code> next to this page in JupyterLab: its links work "
+    "without trust."
 )
+
+
+class SummaryFiles(NamedTuple):
+    """The summary's files at the top of a batch folder."""
+
+    csv: Path
+    html: Path
+    notebook: Path
 
 
 def _in_batch(path: Path | None, batch_dir: Path) -> str:
@@ -762,14 +777,20 @@ def write_summary(
     batch_dir: Path,
     title: str,
     lab: LabServer | None = None,
-) -> tuple[Path, Path]:
-    """Write ``summary.csv`` and ``summary.html``; return their paths.
+    *,
+    started: dt.datetime | None = None,
+    notebook: Path | None = None,
+) -> SummaryFiles:
+    """Write ``summary.csv``, ``summary.html`` and ``summary.ipynb``; return their paths.
 
     The ``notebook`` and ``html`` columns hold the run's files relative to
     ``batch_dir`` (``experiments/exp-001.ipynb``). In the HTML they are links
     (:mod:`testbed.batch.links`): a notebook opens in JupyterLab on ``lab`` when
     given and the notebook lies below its root, else (as an HTML file always) by a
-    relative link.
+    relative link. In ``summary.ipynb`` (:mod:`testbed.batch.summary_notebook`) the
+    links are relative, and the experiment's name links its notebook too.
+    ``started`` and ``notebook`` (the batch's start, the notebook it ran) go into
+    the notebook's heading.
     """
     record_names: list[str] = []
     for res in results:
@@ -781,6 +802,7 @@ def write_summary(
     columns = FIXED_COLUMNS + list(headers.values())
     rows = []
     links: list[dict[str, str]] = []
+    md_links: list[dict[str, str]] = []
     for res in results:
         row = {
             "experiment": res.experiment,
@@ -802,6 +824,17 @@ def write_summary(
         if res.html is not None:
             cells["html"] = _link(relative_href(res.html, batch_dir), res.html.name)
         links.append(cells)
+        # Relative links in a Markdown cell: JupyterLab opens them itself, no trust
+        # needed (rendermime's handleAnchor -> the linkHandler's handleLink ->
+        # docManager.openOrReveal; see testbed.batch.summary_notebook).
+        md_cells = {}
+        if res.notebook is not None:
+            href = relative_href(res.notebook, batch_dir)
+            md_cells["experiment"] = markdown_link(res.experiment, href)
+            md_cells["notebook"] = markdown_link(row["notebook"], href)
+        if res.html is not None:
+            md_cells["html"] = markdown_link(row["html"], relative_href(res.html, batch_dir))
+        md_links.append(md_cells)
     csv_path = batch_dir / "summary.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -828,7 +861,21 @@ def write_summary(
         f"{SAME_TAB_SCRIPT}</body></html>\n",
         encoding="utf-8",
     )
-    return csv_path, html_path
+
+    nb = summary_notebook(
+        title,
+        columns,
+        rows,
+        md_links,
+        counts=f"{ok} of {len(results)} runs ok, {len(results) - ok} failed; "
+        f"{retried} {RETRIED_TEXT}.",
+        started=started,
+        notebook=str(notebook) if notebook is not None else None,
+    )
+    nbformat.validate(nb)
+    notebook_path = batch_dir / "summary.ipynb"
+    nbformat.write(nb, notebook_path)
+    return SummaryFiles(csv_path, html_path, notebook_path)
 
 
 @dataclass
@@ -837,6 +884,7 @@ class BatchOutcome:
     results: list[RunResult]
     summary_csv: Path
     summary_html: Path
+    summary_notebook: Path
     duration_s: float
 
     @property
@@ -857,7 +905,8 @@ def run_batch(
 ) -> BatchOutcome:
     """Execute ``plan``; results are in the plan's experiment order."""
     start = time.monotonic()
-    batch_dir = batch_dir or batch_directory(plan)
+    started = dt.datetime.now(dt.UTC)
+    batch_dir = batch_dir or batch_directory(plan, started)
     jobs = plan.jobs_for(batch_dir)
     results: dict[str, RunResult] = {}
     workers = max(1, min(plan.jobs, len(jobs)))
@@ -880,8 +929,17 @@ def run_batch(
                 progress(result, done, len(jobs))
     ordered = [results[e] for e in plan.experiments]
     title = f"{plan.notebook.name}: {batch_dir.name}"
-    csv_path, html_path = write_summary(ordered, batch_dir, title, LabServer.from_environ())
-    return BatchOutcome(batch_dir, ordered, csv_path, html_path, time.monotonic() - start)
+    summary = write_summary(
+        ordered,
+        batch_dir,
+        title,
+        LabServer.from_environ(),
+        started=started,
+        notebook=plan.notebook,
+    )
+    return BatchOutcome(
+        batch_dir, ordered, summary.csv, summary.html, summary.notebook, time.monotonic() - start
+    )
 
 
 def iter_pairs(values: Iterable[Sequence[str]] | None) -> dict[str, Any]:
