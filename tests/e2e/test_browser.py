@@ -12,7 +12,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ALICE, BOB, CAROL, open_context, shot
+from conftest import ALICE, BOB, CAROL, in_instance, open_context, shot
 
 DEMO = "share/demo-notebooks/03-audio.ipynb"
 
@@ -155,6 +155,37 @@ def test_demo_notebook_runs_with_plot_and_audio(alice_page, copied_notebook, bas
     assert errors == [], [(e["ename"], e["evalue"]) for e in errors]
     mimes = {m for c in cells for o in c["outputs"] for m in o.get("data", {})}
     assert {"image/png", "text/html"} <= mimes, mimes
+
+
+def test_a_batch_summary_opens_each_experiments_notebook_in_jupyterlab(alice_page, base_url, alice):
+    """run-notebook in alice's server, then in her JupyterLab: the batch folder's
+    summary.ipynb lists the runs, and clicking an experiment opens its executed notebook
+    in a JupyterLab tab (no "refused to connect" frame, no Trust HTML needed)."""
+    page = alice_page
+    run = in_instance(
+        f"docker exec -u jovyan -w /home/jovyan/nist jupyter-{alice} run-notebook "
+        "share/demo-notebooks/02-ptt-performance.ipynb -e exp-001 -e exp-002 -o e2e-runs"
+    )
+    batch = run.stdout.strip().splitlines()[-1]  # stdout: the batch folder only
+    assert batch.startswith("e2e-runs/"), run.stdout
+    assert "summary.ipynb" in run.stderr, run.stderr[-500:]
+    page.goto(f"{base_url}/jupyter/user/{alice}/lab/tree/{batch}/summary.ipynb?reset")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    table = panel.locator(".jp-MarkdownOutput table")
+    table.wait_for(timeout=120_000)
+    shot(page, "10-batch-summary")
+    rows = table.locator("tbody tr")
+    assert rows.count() == 2, table.inner_text()
+    assert "ok" in rows.first.inner_text()
+    table.locator("a", has_text="exp-002").first.click()
+    # JupyterLab opens the executed notebook in a new tab of the same page
+    tab = page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel")
+    tab.filter(has_text="exp-002.ipynb").wait_for(timeout=60_000)
+    opened = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    opened.locator(".jp-Cell").first.wait_for(timeout=60_000)
+    assert "refused to connect" not in page.content()
+    shot(page, "11-batch-experiment-opened")
+    in_instance(f"docker exec -u jovyan jupyter-{alice} rm -rf /home/jovyan/nist/e2e-runs")
 
 
 def test_second_user_sees_only_their_own_files(

@@ -351,8 +351,12 @@ def test_stop_servers_gives_up_after_its_deadline(hub_api):
 
 
 class FakePage:
-    def __init__(self, log: list, fail_at: str | None = None):
+    """``url`` is the page's address once a wait ended: ``urls`` in turn, then the last."""
+
+    def __init__(self, log: list, fail_at: str | None = None, urls: list[str] | None = None):
         self.log, self.fail_at = log, fail_at
+        self.urls = list(urls or ["https://h/jupyter/user/x/lab"])
+        self.url = ""
 
     def _do(self, what: str):
         self.log.append(what)
@@ -370,15 +374,17 @@ class FakePage:
 
     def wait_for_url(self, pattern, timeout):
         self._do(f"url {pattern.pattern}")
+        self.url = self.urls.pop(0) if len(self.urls) > 1 else self.urls[0]
 
     def wait_for_selector(self, selector, state, timeout):
         self._do(f"wait {selector} {state}")
 
 
 class FakeBrowser:
-    def __init__(self, fail_at: str | None = None):
+    def __init__(self, fail_at: str | None = None, urls: list[str] | None = None):
         self.log: list[str] = []
         self.fail_at = fail_at
+        self.urls = urls
         self.closed = False
 
     def new_context(self, **kw):
@@ -387,7 +393,7 @@ class FakeBrowser:
 
         class Context:
             def new_page(self):
-                return FakePage(browser.log, browser.fail_at)
+                return FakePage(browser.log, browser.fail_at, browser.urls)
 
             def close(self):
                 browser.log.append("context closed")
@@ -398,19 +404,40 @@ class FakeBrowser:
         self.closed = True
 
 
+LAB_OR_FORM = "{lab}|/jupyter/hub/spawn(/|$|\\?)"
+
+
 def test_browser_login_waits_for_jupyterlab_rendered():
-    browser = FakeBrowser()
+    name = bench.identity_to_username("browser-01@testbed.example")
+    browser = FakeBrowser(urls=[f"https://h/jupyter/user/{name}/lab"])
     got = bench.browser_login(browser, "https://h", "browser-01@testbed.example")
-    name = got["user"]
-    assert got["ok"] is True and got["ready_s"] >= 0
+    assert got["user"] == name
+    assert got["ok"] is True and got["ready_s"] >= 0 and got["spawn_form"] is False
+    lab = f"/jupyter/user/{re.escape(name)}/lab"
     assert browser.log == [
         "goto https://h/jupyter/",
         "fill input[name=username] browser-01@testbed.example",
         "click button[type=submit]",
-        f"url /jupyter/user/{re.escape(name)}/lab",
+        "url " + LAB_OR_FORM.format(lab=lab),
+        f"url {lab}",
         "wait #jp-main-dock-panel visible",
         "wait #jupyterlab-splash detached",
         "context closed",
+    ]
+
+
+def test_browser_login_presses_start_on_the_spawn_form():
+    name = bench.identity_to_username("browser-01@testbed.example")
+    browser = FakeBrowser(
+        urls=["https://h/jupyter/hub/spawn", f"https://h/jupyter/user/{name}/lab"]
+    )
+    got = bench.browser_login(browser, "https://h", "browser-01@testbed.example")
+    assert got["ok"] is True and got["spawn_form"] is True
+    lab = f"/jupyter/user/{re.escape(name)}/lab"
+    assert browser.log[3:6] == [
+        "url " + LAB_OR_FORM.format(lab=lab),
+        "click #spawn_form [type=submit]",
+        f"url {lab}",
     ]
 
 

@@ -568,10 +568,22 @@ def browser_login(browser: Any, base_url: str, user: str, timeout: float = 120.0
         page.fill("input[name=username]", user, timeout=ms)
         t0 = time.monotonic()
         page.click("button[type=submit]", timeout=ms)
-        page.wait_for_url(re.compile(rf"/jupyter/user/{re.escape(name)}/lab"), timeout=ms)
+        lab = re.compile(rf"/jupyter/user/{re.escape(name)}/lab")
+        # a spawn form on the way (resource profiles, earlier images): Start at once,
+        # with what it preselects, as hubclient does
+        page.wait_for_url(re.compile(rf"{lab.pattern}|/jupyter/hub/spawn(/|$|\?)"), timeout=ms)
+        form = not lab.search(page.url)
+        if form:
+            page.click("#spawn_form [type=submit]", timeout=ms)
+        page.wait_for_url(lab, timeout=ms)
         page.wait_for_selector("#jp-main-dock-panel", state="visible", timeout=ms)
         page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=ms)
-        return {"user": name, "ok": True, "ready_s": round(time.monotonic() - t0, 3)}
+        return {
+            "user": name,
+            "ok": True,
+            "ready_s": round(time.monotonic() - t0, 3),
+            "spawn_form": form,
+        }
     except Exception as exc:  # noqa: BLE001 - a failed login is a figure, not a crash
         return {"user": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     finally:
