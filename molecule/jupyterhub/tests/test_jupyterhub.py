@@ -137,6 +137,22 @@ def test_health_through_proxy(host):
     assert r["status"] == 200, journal(host, "jupyterhub")
 
 
+def test_the_site_title_and_logo_reach_the_pages(host):
+    """jupyterhub_site_title and jupyterhub_logo_src (converge.yml: the role's own
+    testbed-logo.svg, by name): the copy on the station, the logo the hub serves, the
+    title of a page that needs no login."""
+    logo = host.file("/etc/jupyterhub/logo.svg")
+    assert logo.exists and logo.mode == 0o644 and logo.user == "root"
+    assert b"MCV testbed" in logo.content
+    r = http(host, "GET", PROXY + "/hub/logo")
+    assert r["status"] == 200
+    assert dict((k.lower(), v) for k, v in r["headers"])["content-type"].startswith("image/svg")
+    assert "MCV testbed" in r["body"]
+    page = http(host, "GET", PROXY + "/hub/no-such-page")
+    assert page["status"] == 404
+    assert "<title>Station under test</title>" in page["body"], page["body"][:500]
+
+
 def test_secrets_are_root_only(host):
     assert host.file("/etc/jupyterhub/secrets").mode == 0o700
     for path in (

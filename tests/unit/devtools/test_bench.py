@@ -451,7 +451,11 @@ def test_write_inventory_links_demo_vars_and_adds_users(tmp_path):
     bench.write_inventory(tmp_path / "inv", "tb-bench", ["a@x"], spawn_form=False)
     text = (inv / "host_vars" / "tb-bench.yml").read_text()
     body = json.loads(text[text.index("{") :])
-    assert body == {"testbed_sim_auth_users": [{"name": "a@x"}], "jupyterhub_profiles": []}
+    assert body == {
+        "testbed_sim_auth_users": [{"name": "a@x"}],
+        "jupyterhub_profiles": [],
+        "notebook_image_keep_previous": 0,
+    }
     # the demo's group_vars, which the default (form) bench keeps, do have profiles
     demo = yaml.safe_load((bench.DEMO_GROUP_VARS / "all" / "main.yml").read_text())
     assert len(demo["jupyterhub_profiles"]) == 2

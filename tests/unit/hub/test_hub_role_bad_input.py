@@ -46,16 +46,15 @@ BAD = [
     ({"jupyterhub_sharing_enabled": [True]}, "jupyterhub_sharing_enabled"),
     (
         {"jupyterhub_logo_src": "/nonexistent/logo.svg"},
-        'jupyterhub_logo_src "/nonexistent/logo.svg" is not a file on the control node',
+        'jupyterhub_logo_src "/nonexistent/logo.svg" is not an image file (.png, .svg, .jpg, '
+        ".jpeg, .gif, .webp) on the control node",
     ),
     (
         {"jupyterhub_logo_src": "no-such-logo.svg"},
-        'jupyterhub_logo_src "no-such-logo.svg" is not a file on the control node',
+        'jupyterhub_logo_src "no-such-logo.svg" is not an image file',
     ),
-    (
-        {"jupyterhub_logo_src": __file__},
-        "jupyterhub_logo_src (hub.logo_file) ",
-    ),
+    ({"jupyterhub_logo_src": __file__}, "is not an image file (.png, .svg"),
+    ({"jupyterhub_logo_src": ".svg"}, 'jupyterhub_logo_src ".svg" is not an image file'),
     (
         {"jupyterhub_site_title": "x" * 81},
         "jupyterhub_site_title (hub.site_title) ",

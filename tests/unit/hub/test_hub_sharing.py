@@ -372,3 +372,26 @@ async def test_without_sharing_no_form_no_share_and_earlier_shares_are_gone(run_
     r = await owner.api("POST", f"shares/{OWNER}/", json={"user": FRIEND_NAME})
     assert r.status_code == 403, r.text
     assert app.db.query(orm.Share).count() == 0
+
+
+@pytest.mark.asyncio
+async def test_the_share_list_needs_a_token_that_may_read_shares(run_hub):
+    app = await run_hub(sharing=True)
+    owner, _friend = await logged_in(app, OWNER, FRIEND)
+    assert (await owner.share(FRIEND)).status_code == 200
+    client = HubClient(app)
+
+    async def listing(token):
+        return await client.session.get(
+            client.base + "api/testbed/shares", headers={"Authorization": f"token {token}"}
+        )
+
+    # a narrow token of the owner's (as a visitor's OAuth token at a server is): nothing
+    narrow = app.users[OWNER].new_api_token(scopes=[f"read:users:activity!user={OWNER}"])
+    r = await listing(narrow)
+    assert r.status_code == 403, r.text
+    assert "bob@testbed.example" not in r.text
+    # the owner's full token: the list, as the home page gets it
+    r = await listing(app.users[OWNER].new_api_token())
+    assert r.status_code == 200, r.text
+    assert [i["identity"] for i in r.json()["items"]] == ["bob@testbed.example"]

@@ -229,7 +229,7 @@ def write_inventory(folder: Path, name: str, users: list[str], spawn_form: bool 
     """An inventory for the bench container: the demo's group_vars + bench host_vars.
 
     ``spawn_form`` false: no resource profiles (the demo's two make the hub show its
-    spawn form), so the hub starts a server without asking.
+    spawn form) and no earlier images offered, so the hub starts a server without asking.
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hosts.yml").write_text(
@@ -249,7 +249,11 @@ def write_inventory(folder: Path, name: str, users: list[str], spawn_form: bool 
         + json.dumps(
             {
                 "testbed_sim_auth_users": [{"name": u} for u in users],
-                **({} if spawn_form else {"jupyterhub_profiles": []}),
+                **(
+                    {}
+                    if spawn_form
+                    else {"jupyterhub_profiles": [], "notebook_image_keep_previous": 0}
+                ),
             },
             indent=2,
         )
@@ -1085,7 +1089,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         "--no-spawn-form",
         dest="spawn_form",
         action="store_false",
-        help="no resource profiles, so no spawn form before a start (the demo has two)",
+        help="no resource profiles and no earlier images, so no spawn form before a start "
+        "(the demo has two profiles)",
     )
     p.add_argument(
         "--keep", action="store_true", help="leave the bench instance running afterwards"

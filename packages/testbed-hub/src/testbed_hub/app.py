@@ -98,11 +98,18 @@ class TestbedHub(JupyterHub):
         return proposal["value"]
 
     def init_tornado_settings(self):
-        # Every page shows its user's testbed identifier (templates/page.html), not the
-        # mapped hub name; JupyterHub calls a callable template var with the page's user.
+        # Pages show testbed identifiers (templates/page.html, spawn_pending.html), not
+        # mapped hub names. JupyterHub calls a callable template var with the logged-in
+        # user, but a page may be about another one (an admin on a user's spawn page):
+        # the templates get the function itself, testbed_identity_of(user).
         identity_of = getattr(self.authenticator, "identity_of", None)
         if identity_of is not None:
-            self.template_vars = {**self.template_vars, "testbed_identity": identity_of}
+            self.template_vars = {
+                **self.template_vars,
+                "testbed_identity_of": lambda _current_user: identity_of,
+                # the logged-in user, for the navigation bar on any page
+                "testbed_current_user": lambda current_user: current_user,
+            }
         super().init_tornado_settings()
 
     async def init_users(self):

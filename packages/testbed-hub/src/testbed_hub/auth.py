@@ -425,7 +425,9 @@ class HeaderAuthenticator(Authenticator):
         identity = self.identity_from_request(handler.request)
         if identity is None:
             return None
-        name = self.remember_identity(identity)
+        name = identity_to_username(identity)
+        if self.may_use_hub(name):
+            self.remember_identity(identity)
         return {"name": name, "user_info": {"testbed_id": identity}}
 
     def may_use_hub(self, name: str) -> bool:

@@ -123,6 +123,10 @@ class TestbedShareAPIHandler(APIHandler):
         owner = self.current_user
         if owner is None:
             raise web.HTTPError(403, "Log in to the hub first.")
+        # as JupyterHub's GET /api/shares/<owner>/<server>: a narrow token (a server's
+        # OAuth token of a visitor, a script's) lists nothing
+        if not self.has_scope(f"read:shares!server={owner.name}/"):
+            raise web.HTTPError(403, "This token may not read the shares of your server.")
         identity_of = getattr(self.authenticator, "identity_of", lambda u: u.name)
         spawner = owner.orm_spawners.get("")
         shares = [] if spawner is None else spawner.shares
@@ -172,9 +176,11 @@ class TestbedShareAPIHandler(APIHandler):
                 if not self.has_scope(scope):
                     raise web.HTTPError(403, f"Do not have permission to grant {scope}")
             orm.Share.grant(self.db, spawner, target.orm_user, scopes=scopes)
-            remember = getattr(auth, "remember_identity", None)
-            if remember is not None:
-                remember(identity)  # the home page lists the share by this identifier
+            known = getattr(auth, "known_identities", None)
+            if known is not None:
+                # the home page lists the share by this identifier; what the sharer
+                # typed never replaces one the header or the inventory gave
+                known.setdefault(name, identity)
             self.log.info("%s shared server %s/ with %s", owner.name, owner.name, name)
         self.set_header("Content-Type", "application/json")
         self.finish(

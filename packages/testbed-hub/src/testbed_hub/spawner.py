@@ -140,11 +140,11 @@ class TestbedDockerSpawner(DockerSpawner):
         is pending; JupyterHub adds "Server requested" before and "Server ready" after):
         dicts with ``progress`` (0-100) and ``message``, one per step of :meth:`start`.
         """
-        sent = 0
+        sent, seen = 0, self._progress_events
         while True:
             events = self._progress_events
-            if sent > len(events):  # a new start began
-                sent = 0
+            if events is not seen:  # start() began a new list
+                sent, seen = 0, events
             while sent < len(events):
                 yield events[sent]
                 sent += 1
@@ -319,6 +319,7 @@ class TestbedDockerSpawner(DockerSpawner):
 
     def clear_state(self):
         super().clear_state()
+        self._progress_events = []  # a stopped server's steps are not the next start's
         self.started_image = ""
 
     async def poll(self):
