@@ -9,8 +9,6 @@ Docker.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from jupyter_scheduler.executors import ExecutionManager
 from traitlets.utils.importstring import import_item
 
 from testbed import scheduler
+from testbed_devtools.roletest import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "notebook_image"
@@ -69,27 +68,17 @@ def playbook(out: Path) -> list[dict]:
 
 def render(tmp_path: Path, **extra) -> dict:
     out = tmp_path / f"rendered-{len(list(tmp_path.iterdir()))}.json"
-    play = tmp_path / f"play-{out.stem}.yml"
-    play.write_text(yaml.safe_dump(playbook(out), sort_keys=False))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    work = tmp_path / f"play-{out.stem}"
+    work.mkdir()
     extra = {"__notebook_image_wheel_name": "testbed_notebook-0.2.0-py3-none-any.whl", **extra}
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            json.dumps(extra),
-            str(play),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
+    proc = ansible_playbook(
+        playbook(out),
+        work,
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        "-e",
+        json.dumps(extra),
+        env={"ANSIBLE_LOCAL_TEMP": str(work / "tmp")},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out.read_text())

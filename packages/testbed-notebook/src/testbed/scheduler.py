@@ -35,7 +35,6 @@ Needs jupyter-scheduler, which the image installs only with the scheduler enable
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -54,7 +53,7 @@ from papermill.parameterize import parameterize_notebook
 from papermill.utils import find_first_tagged_cell_index
 
 from testbed.batch.notebook import PARAMETERS_TAG, NotebookError, inspect_notebook
-from testbed.batch.runner import parse_value
+from testbed.batch.runner import parse_value, unknown_parameter
 from testbed.errors import TestbedError
 
 log = logging.getLogger(__name__)
@@ -112,16 +111,7 @@ def check_parameters(nb: nbformat.NotebookNode, names: list[str], path: str | Pa
         defined = list(inspect_notebook(path).parameters)
     except NotebookError as exc:
         raise JobParameterError(str(exc)) from None
-    shown = ", ".join(defined) or "nothing"
-    problems = []
-    for name in names:
-        if name not in defined:
-            close = difflib.get_close_matches(name, defined, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(
-                f"unknown parameter {name!r}{hint}: the parameters cell of {path.name} "
-                f"defines {shown}"
-            )
+    problems = [unknown_parameter(n, defined, path.name) for n in names if n not in defined]
     if problems:
         raise JobParameterError("; ".join(problems))
 

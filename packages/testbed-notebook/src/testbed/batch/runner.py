@@ -376,6 +376,17 @@ def parse_query(text: str) -> dict[str, Any]:
     return query
 
 
+def unknown_parameter(name: str, defined: Sequence[str], notebook: str) -> str:
+    """The message for a parameter ``name`` that the parameters cell of ``notebook``
+    (a file name) does not set, with the closest defined name as a hint."""
+    close = difflib.get_close_matches(name, list(defined), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"unknown parameter {name!r}{hint}: the parameters cell of {notebook} "
+        f"defines {', '.join(defined) or 'nothing'}"
+    )
+
+
 def _kernel_problem(name: str) -> str | None:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -443,12 +454,7 @@ def plan_batch(
                     "use --experiment instead"
                 )
             elif name not in defined:
-                close = difflib.get_close_matches(name, defined, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(
-                    f"unknown parameter {name!r}{hint}: the parameters cell of {path.name} "
-                    f"defines {shown}"
-                )
+                problems.append(unknown_parameter(name, defined, path.name))
     kernel = kernel_name or (info.kernel_name if info else None) or "python3"
     kernel_problem = _kernel_problem(kernel)
     if kernel_problem:
