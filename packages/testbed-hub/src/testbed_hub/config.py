@@ -750,7 +750,7 @@ def apply(
     c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, *sharing_roles(sharing)]
     c.TestbedHub.sharing_enabled = sharing  # off: earlier shares are deleted at start
     # home.html shows the share form only then
-    # testbed_hub.app.TestbedHub adds testbed_identity (the identifier of the page's user)
+    # testbed_hub.app.TestbedHub adds testbed_identity_of and testbed_current_user
     c.JupyterHub.template_vars = {
         "testbed_sharing": sharing,
         "testbed_site_title": hub.get("site_title") or DEFAULT_SITE_TITLE,
