@@ -49,6 +49,9 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 #: own servers. Not ``read:users:name``: the home page shares through
 #: ``/hub/api/testbed/shares`` (testbed_hub.sharing), which maps the identifier itself.
 SHARING_SCOPES = ["self", "shares!user"]
+#: The JupyterHub service Prometheus scrapes <base_url>hub/metrics as, and its only scope.
+METRICS_SERVICE = "prometheus"
+METRICS_SCOPES = ["read:metrics"]
 #: Seconds between two activity reports of a server to the hub (and of the proxy's
 #: routes), when settings.json does not say: JupyterHub's own default.
 DEFAULT_ACTIVITY_INTERVAL = 300
@@ -72,6 +75,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "sharing_enabled": bool,
         "site_title": str,
         "logo_file": str,
+        "metrics_token_file": str,
     },
     "proxy": {
         "managed": bool,
@@ -133,6 +137,7 @@ _OPTIONAL = {
     ("hub", "sharing_enabled"),
     ("hub", "site_title"),
     ("hub", "logo_file"),
+    ("hub", "metrics_token_file"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
     ("spawner", "images"),
@@ -156,6 +161,7 @@ VARIABLES = {
     "hub.sharing_enabled": "jupyterhub_sharing_enabled",
     "hub.site_title": "jupyterhub_site_title",
     "hub.logo_file": "jupyterhub_logo_src",
+    "hub.metrics_token_file": "jupyterhub_metrics_service_enabled",
     "proxy.command": "jupyterhub_chp_prefix",
     "proxy.public_port": "jupyterhub_proxy_port",
     "proxy.api_port": "jupyterhub_proxy_api_port",
@@ -311,6 +317,12 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
             problems.append(
                 f"{n(section, key)} {_q(settings[section][key])} must be an absolute path"
             )
+    metrics_token = hub.get("metrics_token_file", "")
+    if metrics_token and not os.path.isabs(metrics_token):
+        problems.append(
+            f"{n('hub', 'metrics_token_file')} {_q(metrics_token)} must be an absolute path "
+            "(or empty: no metrics service)"
+        )
     if proxy["managed"] and not proxy["command"]:
         problems.append(f"{n('proxy', 'command')} must name the configurable-http-proxy executable")
     if not all(isinstance(x, str) and x for x in proxy["command"]):
@@ -758,6 +770,12 @@ def apply(
     if hub.get("logo_file"):
         c.JupyterHub.logo_file = hub["logo_file"]
 
+    # -- metrics (Prometheus) -----------------------------------------------
+    services, roles = metrics_service(hub, read_secret)
+    c.JupyterHub.authenticate_prometheus = True
+    c.JupyterHub.services = [*c.JupyterHub.services, *services]
+    c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, *roles]
+
 
 def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
     """The roles that let researchers share their servers (JupyterHub's shares).
@@ -771,6 +789,32 @@ def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
     if not enabled:
         return []
     return [{"name": "user", "scopes": list(SHARING_SCOPES)}]
+
+
+
+def metrics_service(
+    hub: Mapping[str, Any],
+    read_secret: Callable[[str, str], str] = _read_secret,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The service Prometheus scrapes ``<base_url>hub/metrics`` as, and its role.
+
+    ``hub.metrics_token_file`` (written once by the jupyterhub role, copied by the
+    prometheus role into Prometheus's credentials file) holds the service's API token;
+    the role grants ``read:metrics`` and nothing else. Empty or absent: no service,
+    and the metrics endpoint answers 403 (``authenticate_prometheus`` stays on).
+    Returns ``(services, load_roles)`` to add to the hub's.
+    """
+    path = hub.get("metrics_token_file") or ""
+    if not path:
+        return [], []
+    token = read_secret(path, "metrics service token")
+    service = {"name": METRICS_SERVICE, "api_token": token}
+    role = {
+        "name": "metrics-reader",
+        "scopes": list(METRICS_SCOPES),
+        "services": [METRICS_SERVICE],
+    }
+    return [service], [role]
 
 
 #: Packages named in an image's label, in this order (when the image has them).
