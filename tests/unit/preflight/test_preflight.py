@@ -136,6 +136,35 @@ BAD: dict[str, tuple[dict, str]] = {
     ),
     "hub_secret_short": ({"reverse_proxy_hub_secret": "short"}, "reverse_proxy_hub_secret"),
     "nobody_allowed": ({"jupyterhub_allow_all": False}, "jupyterhub_allow_all"),
+    # the monitoring (role prometheus)
+    "prometheus_port_type": (
+        {"prometheus_port": "ninety"},
+        'You set prometheus_port: "ninety", e.g. prometheus_port: 9090.',
+    ),
+    "prometheus_port_hub_port": (
+        {"prometheus_port": 8081},
+        "jupyterhub_hub_port and prometheus_port share port 8081",
+    ),
+    "blackbox_port_proxy_port": (
+        {"prometheus_blackbox_port": 8000},
+        "jupyterhub_proxy_port and prometheus_blackbox_port share port 8000",
+    ),
+    "prometheus_retention": (
+        {"prometheus_retention": "30 days"},
+        'prometheus_retention "30 days" is not a Prometheus duration',
+    ),
+    "prometheus_scrape_interval": (
+        {"prometheus_scrape_interval": "15"},
+        "prometheus_scrape_interval",
+    ),
+    "disk_free_threshold": (
+        {"prometheus_disk_free_threshold": 150},
+        "prometheus_disk_free_threshold 150 must be a percentage",
+    ),
+    "container_metrics_enabled_type": (
+        {"prometheus_container_metrics_enabled": "maybe"},
+        "prometheus_container_metrics_enabled",
+    ),
     # the station: a JupyterHub cannot downgrade its database
     "jupyterhub_downgrade": (
         {"jupyterhub_version": "5.5.4", "jupyterhub_venv_dir": "VENV 6.1.1"},
