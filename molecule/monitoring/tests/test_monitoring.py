@@ -1,0 +1,230 @@
+"""Molecule ``monitoring``: Prometheus on the converged demo station.
+
+Prometheus and the exporters listen on loopback only; every target is up; the hub's
+own metrics and the users' container CPU and memory are in Prometheus; stopping the
+hub fires JupyterHubDown within (for + evaluation interval + scrape interval +
+margin); ``playbooks/check.yml`` passes on the healthy station and names the auth
+service when it is stopped; the CPU the hub spends on being scraped is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from testbed_devtools.hubclient import HubSession
+from testbed_hub.auth import identity_to_username
+
+REPO = Path(__file__).resolve().parents[3]
+INSTANCE = "tb-monitoring"
+USER_ID = "bob@testbed.example"
+USER = identity_to_username(USER_ID)
+PORTS = {"prometheus": 9090, "prometheus-node-exporter": 9100, "prometheus-blackbox-exporter": 9115}
+JOBS = {"prometheus", "node", "jupyterhub", "blackbox"}
+
+
+def journal(host, unit: str) -> str:
+    return host.run(f"journalctl -u {unit} -n 40 --no-pager").stdout
+
+
+def api(host, path: str, **params) -> dict:
+    """GET Prometheus's API from inside the instance (it listens on loopback only)."""
+    url = f"http://127.0.0.1:9090{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    code = (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
+    out = host.check_output(f"python3 -c {json.dumps(code)}")
+    body = json.loads(out)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(host, expr: str) -> list[dict]:
+    return api(host, "/api/v1/query", query=expr)["result"]
+
+
+def poll(what, check, timeout: float, every: float = 3.0):
+    """check() until it returns something truthy, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration))
+
+
+def run_playbook(name: str) -> subprocess.CompletedProcess[str]:
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name)]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+
+
+def flat(res: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((res.stdout + res.stderr).split())
+
+
+def hub_cpu_seconds(host) -> float:
+    pid = host.check_output("systemctl show -p MainPID --value jupyterhub")
+    fields = host.check_output(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
+    ticks = int(host.check_output("getconf CLK_TCK"))
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+@pytest.mark.parametrize(("unit", "port"), PORTS.items())
+def test_listens_on_loopback_only(host, unit, port):
+    assert host.service(unit).is_running, journal(host, unit)
+    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, journal(host, unit)
+    listening = [s for s in host.socket.get_listening_sockets() if s.endswith(f":{port}")]
+    assert listening == [f"tcp://127.0.0.1:{port}"], listening
+
+
+def test_every_target_is_up(host):
+    def healthy():
+        targets = api(host, "/api/v1/targets", state="active")["activeTargets"]
+        health = {(t["labels"]["job"], t["labels"].get("probe", "")): t["health"] for t in targets}
+        return health if {j for j, _ in health} == JOBS and set(health.values()) == {"up"} else None
+
+    health = poll("every target up", healthy, timeout=120)
+    assert set(health) == {
+        ("prometheus", ""),
+        ("node", ""),
+        ("jupyterhub", ""),
+        ("blackbox", "auth"),
+        ("blackbox", "certificate"),
+    }
+    # the probes themselves succeed, not only the exporter
+    probes = poll("probes succeed", lambda: query(host, "probe_success == 1"), timeout=60)
+    assert {p["metric"]["probe"] for p in probes} == {"auth", "certificate"}, probes
+
+
+def test_the_hubs_metrics_are_in_prometheus(host):
+    got = poll("jupyterhub_total_users", lambda: query(host, "jupyterhub_total_users"), 60)
+    assert got[0]["metric"]["job"] == "jupyterhub"
+    assert float(got[0]["value"][1]) >= 1  # the demo's admin at least
+    expiry = query(host, 'probe_ssl_earliest_cert_expiry{probe="certificate"} - time()')
+    assert float(expiry[0]["value"][1]) > 14 * 86400, expiry
+
+
+@pytest.fixture(scope="module")
+def user_server():
+    """Log in from the control node through nginx, as a browser would; the server starts."""
+    ip = subprocess.run(
+        ["docker", "inspect", INSTANCE, "--format", "{{.NetworkSettings.IPAddress}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    session = HubSession(f"https://{ip}")
+    session.login_to_lab(USER_ID, USER)
+    return session
+
+
+def test_container_cpu_and_memory_of_a_running_server(host, user_server):
+    sel = f'{{user="{USER}",server=""}}'
+    mem = poll(
+        "memory series", lambda: query(host, f"testbed_user_container_memory_bytes{sel} > 0"), 120
+    )
+    assert float(mem[0]["value"][1]) > 10 * 2**20, mem  # a running JupyterLab
+    cpu = query(host, f"testbed_user_container_cpu_seconds_total{sel}")
+    assert cpu and float(cpu[0]["value"][1]) > 0, cpu
+    assert query(host, "testbed_user_container_metrics_up == 1"), journal(
+        host, "testbed-container-metrics"
+    )
+
+
+def test_scrape_overhead_on_the_hub(host, record_property):
+    """CPU the hub process spends in 60 s with and without Prometheus scraping it
+    (a measurement for the README, not a pass/fail threshold)."""
+    window = 60
+    start = hub_cpu_seconds(host)
+    time.sleep(window)
+    scraped = hub_cpu_seconds(host) - start
+    host.check_output("systemctl stop prometheus")
+    try:
+        start = hub_cpu_seconds(host)
+        time.sleep(window)
+        idle = hub_cpu_seconds(host) - start
+    finally:
+        host.check_output("systemctl start prometheus")
+    record_property("hub_cpu_percent_scraped", round(100 * scraped / window, 3))
+    record_property("hub_cpu_percent_not_scraped", round(100 * idle / window, 3))
+    record_property("scrape_overhead_cpu_percent", round(100 * (scraped - idle) / window, 3))
+    poll(
+        "prometheus ready",
+        lambda: (
+            host.run(
+                'python3 -c "import urllib.request; '
+                "urllib.request.urlopen('http://127.0.0.1:9090/-/ready')\""
+            ).rc
+            == 0
+        ),
+        60,
+    )
+
+
+def test_check_playbook_passes_on_a_healthy_station():
+    res = run_playbook("check.yml")
+    assert res.returncode == 0, flat(res)[-3000:]
+    assert "all ok" in flat(res)
+
+
+def test_check_playbook_names_the_stopped_auth_service(host):
+    host.check_output("systemctl stop testbed-sim-auth")
+    try:
+        res = run_playbook("check.yml")
+    finally:
+        host.check_output("systemctl start testbed-sim-auth")
+    out = flat(res)
+    assert res.returncode != 0, out[-3000:]
+    assert "service testbed-sim-auth: inactive" in out, out[-3000:]
+    assert "problem(s)" in out
+
+
+def test_hub_down_fires_within_its_interval(host):
+    rules = api(host, "/api/v1/rules", type="alert")["groups"]
+    rule = next(r for g in rules for r in g["rules"] if r["name"] == "JupyterHubDown")
+    conf = api(host, "/api/v1/status/config")["yaml"]
+    scrape = seconds(re.search(r"scrape_interval: (\S+)", conf).group(1))
+    evaluation = seconds(re.search(r"evaluation_interval: (\S+)", conf).group(1))
+    budget = rule["duration"] + evaluation + scrape + 30  # + margin for this 2-core machine
+
+    def firing():
+        alerts = api(host, "/api/v1/alerts")["alerts"]
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "JupyterHubDown" and a["state"] == "firing"
+        ]
+
+    assert not firing()
+    host.check_output("systemctl stop jupyterhub")
+    try:
+        poll("JupyterHubDown firing", firing, timeout=budget, every=2)
+    finally:
+        host.check_output("systemctl start jupyterhub")
+    poll(
+        "hub healthy again",
+        lambda: (
+            host.run(
+                'python3 -c "import urllib.request; urllib.request.urlopen('
+                "'http://127.0.0.1:8081/jupyter/hub/health')\""
+            ).rc
+            == 0
+        ),
+        120,
+    )
