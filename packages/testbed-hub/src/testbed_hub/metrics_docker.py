@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         samples: list[Sample] | None = collect(DockerClient(args.socket), args.prefix)
-    except (DockerError, ValueError, KeyError) as e:
+    except (DockerError, http.client.HTTPException, ValueError, KeyError) as e:
         print(f"metrics_docker: {e}; is docker.service running?", file=sys.stderr)
         samples = None
     write_atomically(args.output, render(samples))
