@@ -17,9 +17,9 @@ export PY_COLORS ?= 0
 # the notebook image and saves it in .cache/notebook-images, the later scenarios
 # load it. Override: make molecule SCENARIOS=testbed_sim
 # SCENARIOS_LATER: written, not yet run once; left out until they have passed
-# (make molecule SCENARIOS=monitoring runs one).
+# (make molecule SCENARIOS=<name> runs one).
 SCENARIOS_FIRST := notebook_image
-SCENARIOS_LATER := monitoring
+SCENARIOS_LATER :=
 SCENARIOS ?= $(SCENARIOS_FIRST) $(filter-out default $(SCENARIOS_FIRST) $(SCENARIOS_LATER),$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
 
 .PHONY: help venv host images lint docs unit molecule e2e test quick demo demo-clean bench check-collections clean
