@@ -622,3 +622,40 @@ def test_load_reports_bad_json(tmp_path):
 )
 def test_parse_version(text, expected):
     assert parse_version(text) == expected
+
+
+# -- the audit trail (hub.audit_log) ----------------------------------------------------
+
+
+def test_audit_log_reaches_the_hub(settings):
+    settings["hub"]["audit_log"] = "/var/log/testbed/audit.log"
+    assert build(settings).TestbedHub.audit_log == "/var/log/testbed/audit.log"
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_audit_log_empty_or_unset_is_off(settings, value):
+    if value is not None:
+        settings["hub"]["audit_log"] = value
+    assert build(settings).TestbedHub.audit_log == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "audit.log",
+            'jupyterhub_audit_log (hub.audit_log) "audit.log" must be the absolute path of a '
+            "file, e.g. /var/log/testbed/audit.log (or empty: auditing off)",
+        ),
+        ("/var/log/testbed/", '"/var/log/testbed/" must be the absolute path of a file'),
+        (True, "jupyterhub_audit_log (hub.audit_log) must be a string, got a boolean"),
+        (["/a"], "jupyterhub_audit_log (hub.audit_log) must be a string, got list"),
+    ],
+)
+def test_bad_audit_log_names_the_variable(settings, value, message):
+    settings["hub"]["audit_log"] = value
+    c = Config()
+    with pytest.raises(SettingsError) as err:
+        apply(c, settings, probe=FakeProbe(), read_secret=secrets_reader)
+    assert message in str(err.value)
+    assert c == Config()

@@ -76,6 +76,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "site_title": str,
         "logo_file": str,
         "metrics_token_file": str,
+        "audit_log": str,
     },
     "proxy": {
         "managed": bool,
@@ -138,6 +139,7 @@ _OPTIONAL = {
     ("hub", "site_title"),
     ("hub", "logo_file"),
     ("hub", "metrics_token_file"),
+    ("hub", "audit_log"),
     ("spawner", "bridge_interface"),
     ("auth", "identity_case"),
     ("spawner", "images"),
@@ -162,6 +164,7 @@ VARIABLES = {
     "hub.site_title": "jupyterhub_site_title",
     "hub.logo_file": "jupyterhub_logo_src",
     "hub.metrics_token_file": "jupyterhub_metrics_service_enabled",
+    "hub.audit_log": "jupyterhub_audit_log",
     "proxy.command": "jupyterhub_chp_prefix",
     "proxy.public_port": "jupyterhub_proxy_port",
     "proxy.api_port": "jupyterhub_proxy_api_port",
@@ -322,6 +325,12 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
         problems.append(
             f"{n('hub', 'metrics_token_file')} {_q(metrics_token)} must be an absolute path "
             "(or empty: no metrics service)"
+        )
+    audit_log = hub.get("audit_log", "")
+    if audit_log and (not os.path.isabs(audit_log) or audit_log.endswith("/")):
+        problems.append(
+            f"{n('hub', 'audit_log')} {_q(audit_log)} must be the absolute path of a file, "
+            "e.g. /var/log/testbed/audit.log (or empty: auditing off)"
         )
     if proxy["managed"] and not proxy["command"]:
         problems.append(f"{n('proxy', 'command')} must name the configurable-http-proxy executable")
@@ -775,6 +784,11 @@ def apply(
     c.JupyterHub.authenticate_prometheus = True
     c.JupyterHub.services = [*c.JupyterHub.services, *services]
     c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, *roles]
+
+    # -- audit trail --------------------------------------------------------
+    # testbed_hub.auditing: logins, logouts, server starts and stops, and the batch
+    # records run-notebook posts to /hub/api/testbed/audit ('' = auditing off)
+    c.TestbedHub.audit_log = hub.get("audit_log", "")
 
 
 def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
