@@ -805,7 +805,6 @@ def sharing_roles(enabled: bool) -> list[dict[str, Any]]:
     return [{"name": "user", "scopes": list(SHARING_SCOPES)}]
 
 
-
 def metrics_service(
     hub: Mapping[str, Any],
     read_secret: Callable[[str, str], str] = _read_secret,
