@@ -91,6 +91,30 @@ class TestbedHub(JupyterHub):
         "deleted at start, so earlier shares grant nothing either.",
     )
 
+    audit_log = Unicode(
+        "",
+        config=True,
+        help="Absolute path of the audit log (testbed_hub.audit) the hub appends logins, "
+        "logouts, server starts and stops and run-notebook's batches to; '' = off. "
+        "A failed write is logged as an error and never fails the request.",
+    )
+
+    @validate("audit_log")
+    def _validate_audit_log(self, proposal):
+        value = proposal["value"]
+        if value and not value.startswith("/"):
+            raise ValueError(
+                f"TestbedHub.audit_log = {value!r} must be an absolute path, e.g. "
+                "/var/log/testbed/audit.log, or '' (auditing off)."
+            )
+        return value
+
+    def hub_addresses(self) -> set[str]:
+        """The IPs the hub binds to and is reached at (hub_bind_url, extra_hub_bind_urls,
+        hub_connect_url): a request from one of them came through the station's proxy."""
+        urls = [self.hub_bind_url, self.hub_connect_url, *self.extra_hub_bind_urls]
+        return {urlsplit(u).hostname for u in urls if u and urlsplit(u).hostname}
+
     @validate("extra_hub_bind_urls")
     def _validate_extra(self, proposal):
         for url in proposal["value"]:
@@ -110,6 +134,13 @@ class TestbedHub(JupyterHub):
                 # the logged-in user, for the navigation bar on any page
                 "testbed_current_user": lambda current_user: current_user,
             }
+        # the audit trail (testbed_hub.auditing): handlers and spawners find it here
+        from testbed_hub.auditing import SETTING, HubAudit
+
+        audit = HubAudit(self.audit_log, self.hub_addresses(), log=self.log)
+        self.tornado_settings = {**self.tornado_settings, SETTING: audit}
+        if audit.enabled:
+            self.log.info("Audit trail: appending to %s", self.audit_log)
         super().init_tornado_settings()
 
     async def init_users(self):

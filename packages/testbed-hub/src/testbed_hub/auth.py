@@ -27,6 +27,7 @@ from jupyterhub.handlers.login import LogoutHandler
 from tornado import web
 from traitlets import Bool, Dict, Enum, Integer, Unicode, default, validate
 
+from testbed_hub import auditing
 from testbed_hub.identity import IDENTITY_CASES, normalize_identity, repair_header_text
 
 __all__ = [
@@ -106,7 +107,12 @@ class HeaderLoginHandler(BaseHandler):
         authenticator: HeaderAuthenticator = self.authenticator
         identity = authenticator.identity_from_request(self.request)
         if identity is None:
-            self._redirect_to_external_login()
+            why = self._bad_header()
+            if why:
+                await auditing.record(
+                    self, "login_refused", auditing.NO_IDENTITY, details={"reason": why}
+                )
+            await self._redirect_to_external_login()
             return
         # identity_from_request returns the canonical form (normalize_identity)
         username = authenticator.normalize_username(identity_to_username(identity))
@@ -122,6 +128,14 @@ class HeaderLoginHandler(BaseHandler):
             self.clear_login_cookie()
         user = await self.login_user()
         if user is None:
+            blocked = not authenticator.check_blocked_users(username)
+            await auditing.record(
+                self,
+                "login_refused",
+                identity,
+                user=username,
+                details={"reason": "blocked" if blocked else "not allowed"},
+            )
             raise web.HTTPError(
                 403,
                 f"The testbed account {identity!r} (JupyterHub user {username!r}) is not "
@@ -129,14 +143,29 @@ class HeaderLoginHandler(BaseHandler):
                 "allowed users.",
             )
         self.clear_cookie(LOGIN_GUARD_COOKIE, path=self.hub.base_url)
+        await auditing.record(self, "login", identity, user=user.name)
         self.redirect(self.get_next_url(user))
+
+    def _bad_header(self) -> str:
+        """Why the headers that reached the hub were not believed ('' when the browser
+        simply has not logged in at the testbed yet: no secret header at all)."""
+        authenticator: HeaderAuthenticator = self.authenticator
+        sent = self.request.headers.get(authenticator.secret_header, "")
+        if not sent:
+            return ""
+        secret = authenticator.read_secret()
+        if secret is None:
+            return f"the hub cannot read its secret {authenticator.secret_file}"
+        if not hmac.compare_digest(sent.strip().encode("utf-8", "replace"), secret):
+            return f"wrong {authenticator.secret_header} header"
+        return f"{authenticator.user_header} header missing or not a testbed identity"
 
     def _absolute(self, path: str) -> str:
         proto = _first_forwarded(self.request.headers.get("X-Forwarded-Proto"))
         host = _first_forwarded(self.request.headers.get("X-Forwarded-Host"))
         return f"{proto or self.request.protocol}://{host or self.request.host}{path}"
 
-    def _redirect_to_external_login(self):
+    async def _redirect_to_external_login(self):
         authenticator: HeaderAuthenticator = self.authenticator
         try:
             attempts = int(self.get_cookie(LOGIN_GUARD_COOKIE) or 0)
@@ -144,6 +173,12 @@ class HeaderLoginHandler(BaseHandler):
             attempts = 0
         if attempts >= authenticator.max_login_redirects:
             self.clear_cookie(LOGIN_GUARD_COOKIE, path=self.hub.base_url)
+            await auditing.record(
+                self,
+                "login_refused",
+                auditing.NO_IDENTITY,
+                details={"reason": f"no valid header pair after {attempts} redirects"},
+            )
             raise web.HTTPError(
                 403,
                 f"Logged in at the testbed, but the request reached JupyterHub without a "
@@ -165,6 +200,14 @@ class HeaderLoginHandler(BaseHandler):
 
 class HeaderLogoutHandler(LogoutHandler):
     """``/hub/logout``: end the hub session, then log out of the testbed."""
+
+    async def default_handle_logout(self):
+        user = self.current_user
+        await super().default_handle_logout()
+        if user is not None:
+            await auditing.record(
+                self, "logout", auditing.identity_of(self.authenticator, user), user=user.name
+            )
 
     async def render_logout_page(self):
         authenticator: HeaderAuthenticator = self.authenticator
@@ -468,12 +511,14 @@ class HeaderAuthenticator(Authenticator):
     def get_handlers(self, app):
         # Before JupyterHub's own handlers (JupyterHub.init_handlers): the sharing
         # handlers replace JupyterHub's for the same URLs (testbed_hub.sharing).
+        from testbed_hub.auditing import handlers as audit_handlers
         from testbed_hub.sharing import handlers as sharing_handlers
 
         return [
             ("/login", HeaderLoginHandler),
             ("/logout", HeaderLogoutHandler),
             *sharing_handlers(),
+            *audit_handlers(),
         ]
 
 

@@ -43,6 +43,8 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Dict, Float, List, Unicode, default
 
+from testbed_hub import auditing
+
 
 async def wait_for_port(
     ip: str,
@@ -364,4 +366,40 @@ class TestbedDockerSpawner(DockerSpawner):
         )
         if ready:
             self._step(90, "JupyterLab answers; opening it")
+        await self._audit("server_start")
         return ip, port
+
+    async def stop(self, now=False):
+        image = self.started_image or self.image
+        await super().stop(now=now)
+        await self._audit("server_stop", image)
+
+    async def _audit(self, event: str, image: str = "") -> None:
+        """A ``server_start`` / ``server_stop`` record (testbed_hub.auditing): object the
+        server name ('' = default), details the image tag (and the profile at start,
+        who asked when it was not the owner). Source: the address of the request that
+        started the server; none for a stop (the user, an admin or the idle culler: the
+        spawner is not told)."""
+        audit = auditing.hub_audit(getattr(self.user, "settings", None) or {})
+        if audit is None or not audit.enabled:
+            return
+        image = image or self.image
+        details: dict[str, Any] = {"image": image.rsplit("/", 1)[-1]}
+        source = None
+        if event == "server_start":
+            if self.profile:
+                details["profile"] = self.profile
+            handler = getattr(self, "handler", None)
+            if handler is not None and getattr(handler, "request", None) is not None:
+                source = audit.source_of(handler.request)
+                by = getattr(handler, "current_user", None)
+                if by is not None and getattr(by, "name", None) != self.user.name:
+                    details["requested_by"] = auditing.identity_of(self.authenticator, by)
+        await audit.record(
+            event,
+            auditing.identity_of(self.authenticator, self.user),
+            user=self.user.name,
+            source=source,
+            object=self.name or "",
+            details=details,
+        )
