@@ -10,6 +10,10 @@ Without ``--jobs`` as many runs go in parallel as the container's CPU quota and
 memory limit allow (see ``--help`` for the figure and its source). A run whose
 kernel could not bind its ports at start is started again with a new kernel.
 
+Inside the hub it records the batch in the station's audit trail (who ran which
+notebook on which experiments, and how it ended: testbed.batch.audit); when the hub
+cannot record it, one warning and the runs go on.
+
 Exit status: 0 all runs succeeded, 1 at least one run failed, 2 bad input
 (nothing was run).
 """
@@ -21,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from testbed.batch.audit import BatchAudit
 from testbed.batch.runner import (
     KERNEL_START_ATTEMPTS,
     RETRIED_TEXT,
@@ -191,12 +196,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=err,
         flush=True,
     )
+    audit = BatchAudit(stream=err, prog=PROG)  # the station's audit trail, via the hub
+    notebook = str(plan.notebook)
+    audit.start(plan.experiments, notebook=notebook, jobs=plan.jobs)
     progress = Progress(len(plan.experiments), args.progress, err)
     try:
         outcome = run_batch(plan, progress)
+    except BaseException as exc:
+        audit.end(plan.experiments, notebook=notebook, error=type(exc).__name__)
+        raise
     finally:
         progress.close()
     failed = outcome.failed
+    audit.end(
+        plan.experiments,
+        notebook=notebook,
+        ok=len(outcome.results) - len(failed),
+        failed=len(failed),
+        output=str(outcome.directory),
+    )
     print(
         f"{PROG}: {len(outcome.results) - len(failed)} ok, {len(failed)} failed in "
         f"{outcome.duration_s:.1f} s; {len(outcome.retried)} {RETRIED_TEXT}; "
