@@ -250,3 +250,36 @@ def test_cli_collects_until_sigterm(tmp_path):
     assert not sock.exists()
     assert [r["object"] for r in report(log)] == ["x.csv"]
     assert verify(log)
+
+
+def test_cli_takes_the_socket_from_systemd_and_leaves_it(tmp_path):
+    """Socket activation: fd 3 with LISTEN_PID/LISTEN_FDS, as systemd passes it."""
+    path = tmp_path / "nginx.sock"
+    log = tmp_path / "audit.log"
+    sock = bind(path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"', "sh"]
+        + [sys.executable, "-m", "testbed_hub.audit", "collect-nginx", "--log", str(log)]
+        + ["--socket", str(path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        pass_fds=(3,),
+        preexec_fn=lambda: os.dup2(sock.fileno(), 3),  # noqa: PLW1509 - test only
+    )
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.sendto(datagram(entry("/jupyter/user/alice/files/y.csv")), str(path))
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_bytes().endswith(b"\n")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=30)
+    err = proc.stderr.read()
+    assert rc == 0 and "from systemd" in err, err
+    assert path.is_socket(), "the socket belongs to systemd: left in place"
+    assert [r["object"] for r in report(log)] == ["y.csv"]
+    sock.close()

@@ -13,6 +13,7 @@
 ``collect-nginx --socket PATH [--hub-path /jupyter/] [--group www-data]``
     the nginx-log collector (:mod:`.nginx`): receives nginx's audit datagrams on a unix
     socket and appends ``file_read`` / ``export`` records until stopped (SIGTERM/SIGINT).
+    Takes the socket from systemd (socket activation) when it passes one, else binds it.
 
 Exit status: 0 done (verify: intact); 1 the log is damaged (verify failed, or append /
 rotate / report refused a damaged file; the message names the file and line); 2 bad
@@ -25,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import sys
 
 from .log import AuditError, AuditLog, rotate
@@ -104,9 +106,16 @@ def _collect(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sock = bind(args.socket, args.group)
+    # systemd socket activation (testbed-audit-nginx.socket): the socket outlives a
+    # restart of the collector, so nginx keeps its connection and nothing is lost
+    activated = (
+        os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1"
+    )
+    sock = socket.socket(fileno=3) if activated else bind(args.socket, args.group)
     print(
-        f"collecting nginx audit lines on {args.socket} into {args.log} (hub path {args.hub_path})",
+        f"collecting nginx audit lines on {args.socket}"
+        f"{' (socket from systemd)' if activated else ''} into {args.log} "
+        f"(hub path {args.hub_path})",
         file=sys.stderr,
         flush=True,
     )
@@ -114,8 +123,9 @@ def _collect(args: argparse.Namespace) -> int:
         serve(sock, AuditLog(args.log), args.hub_path, stop)
     finally:
         sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(args.socket)
+        if not activated:
+            with contextlib.suppress(OSError):
+                os.unlink(args.socket)
     return 0
 
 
