@@ -23,6 +23,10 @@ VALIDATION_TASKS = (
     "Assert the network subnet is an IPv4 CIDR when given",
     "Assert jupyterhub_version is not older than the installed JupyterHub",
     "Assert jupyterhub_logo_src is a file on the control node",
+    "Assert the audit log is a path in a folder of its own",
+    "Assert the collector's socket is in a folder of its own under /run",
+    "Assert the audit rotation keeps at least one file",
+    "Assert jupyterhub_audit_rotate_on_calendar is a systemd calendar expression",
 )
 
 #: (override of the good variables, part of the expected message); None removes one.
@@ -145,6 +149,35 @@ BAD = [
     ),
     # tasks/assert.yml: what is not a setting
     ({"jupyterhub_network_subnet": "172.30.0.0"}, 'jupyterhub_network_subnet "172.30.0.0"'),
+    # the audit trail
+    ({"jupyterhub_audit_enabled": "perhaps"}, "jupyterhub_audit_enabled"),
+    ({"jupyterhub_audit_rotate_keep": "many"}, "jupyterhub_audit_rotate_keep"),
+    (
+        {"jupyterhub_audit_rotate_keep": 0},
+        "jupyterhub_audit_rotate_keep (0) must be a whole number >= 1",
+    ),
+    (
+        {"jupyterhub_audit_log": "audit.log"},
+        'jupyterhub_audit_log "audit.log" must be an absolute path',
+    ),
+    (
+        {"jupyterhub_audit_log": "/var/log/audit.log"},
+        'jupyterhub_audit_log "/var/log/audit.log" must be an absolute path of letters, digits, '
+        '".", "_", "-" in a folder of its own',
+    ),
+    (
+        {"jupyterhub_audit_nginx_socket": "/tmp/nginx.sock"},
+        'jupyterhub_audit_nginx_socket "/tmp/nginx.sock" must be /run/<folder>/<name>',
+    ),
+    (
+        {"jupyterhub_audit_rotate_on_calendar": "every full moon"},
+        'jupyterhub_audit_rotate_on_calendar "every full moon" is not a systemd calendar '
+        "expression (Failed to parse",
+    ),
+    (
+        {"jupyterhub_audit_rotate_on_calendar": "monthly\nExecStart=/bin/sh"},
+        "jupyterhub_audit_rotate_on_calendar",
+    ),
     # tasks/assert.yml: a downgrade (the hub virtualenv "VENV <version>" holds a newer one)
     (
         {"jupyterhub_version": "5.5.4", "jupyterhub_venv_dir": "VENV 6.1.1"},

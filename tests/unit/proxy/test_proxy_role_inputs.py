@@ -128,6 +128,16 @@ def _cases(tmp: Path) -> dict[str, tuple[dict, str | None]]:
             {"reverse_proxy_tls_certificate_src": str(crt_a)},
             "give the TLS certificate and key together",
         ),
+        "audit-socket": ({"reverse_proxy_audit_socket": "/run/testbed-audit/nginx.sock"}, None),
+        # nginx would split the syslog parameters at the comma
+        "audit-socket-with-comma": (
+            {"reverse_proxy_audit_socket": "/run/a,b/nginx.sock"},
+            'reverse_proxy_audit_socket "/run/a,b/nginx.sock" must be an absolute path',
+        ),
+        "audit-socket-relative": (
+            {"reverse_proxy_audit_socket": "nginx.sock"},
+            'reverse_proxy_audit_socket "nginx.sock" must be an absolute path',
+        ),
         "file-and-text": (
             {
                 "reverse_proxy_tls_certificate_src": str(crt_a),
@@ -400,6 +410,9 @@ def _expectations():
         "auth-buffer-too-small",
         "auth-buffer-too-large",
         "auth-buffer-in-gigabytes",
+        "audit-socket",
+        "audit-socket-with-comma",
+        "audit-socket-relative",
     ]
     return names
 

@@ -10,6 +10,10 @@
     prints the matching records as JSON Lines, or as CSV with ``--csv``.
 ``rotate [--keep N] [--identity I]``
     rotates the log (``--keep``: delete rotated files beyond ``.N``), prints the rotate record.
+``collect-nginx --socket PATH [--hub-path /jupyter/] [--group www-data]``
+    the nginx-log collector (:mod:`.nginx`): receives nginx's audit datagrams on a unix
+    socket and appends ``file_read`` / ``export`` records until stopped (SIGTERM/SIGINT).
+    Takes the socket from systemd (socket activation) when it passes one, else binds it.
 
 Exit status: 0 done (verify: intact); 1 the log is damaged (verify failed, or append /
 rotate / report refused a damaged file; the message names the file and line); 2 bad
@@ -19,7 +23,10 @@ input or refused (message on stderr; nothing was written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import socket
 import sys
 
 from .log import AuditError, AuditLog, rotate
@@ -76,12 +83,57 @@ def parser() -> argparse.ArgumentParser:
     o = sub.add_parser("rotate", parents=[common], help="start a new file, linked to the old")
     o.add_argument("--keep", type=int, help="delete rotated files beyond .N (default: keep all)")
     o.add_argument("--identity", help="who rotates (default: the user running this)")
+
+    c = sub.add_parser(
+        "collect-nginx", parents=[common], help="record file reads and exports nginx reports"
+    )
+    c.add_argument("--socket", required=True, help="the unix datagram socket nginx sends to")
+    c.add_argument("--hub-path", default="/jupyter/", help="the hub's base URL (default /jupyter/)")
+    c.add_argument("--group", help="group that may send (nginx's workers', e.g. www-data)")
     return ap
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .nginx import bind, serve
+
+    if not (args.hub_path.startswith("/") and args.hub_path.endswith("/")):
+        raise ValueError(
+            f"--hub-path {args.hub_path!r} must start and end with '/', e.g. /jupyter/"
+        )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    # systemd socket activation (testbed-audit-nginx.socket): the socket outlives a
+    # restart of the collector, so nginx keeps its connection and nothing is lost
+    activated = (
+        os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1"
+    )
+    sock = socket.socket(fileno=3) if activated else bind(args.socket, args.group)
+    print(
+        f"collecting nginx audit lines on {args.socket}"
+        f"{' (socket from systemd)' if activated else ''} into {args.log} "
+        f"(hub path {args.hub_path})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        serve(sock, AuditLog(args.log), args.hub_path, stop)
+    finally:
+        sock.close()
+        if not activated:
+            with contextlib.suppress(OSError):
+                os.unlink(args.socket)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.action == "collect-nginx":
+            return _collect(args)
         if args.action == "append":
             obj = args.object if args.object is not None else args.object_json
             record = AuditLog(args.log).append(
