@@ -158,7 +158,8 @@ BAD = [
     ),
     (
         {"jupyterhub_audit_log": "audit.log"},
-        'jupyterhub_audit_log "audit.log" must be an absolute path',
+        # the hub's settings check (testbed_hub.config) sees it first
+        'jupyterhub_audit_log (hub.audit_log) "audit.log" must be the absolute path of a file',
     ),
     (
         {"jupyterhub_audit_log": "/var/log/audit.log"},

@@ -1,0 +1,224 @@
+"""Molecule ``default``: the audit trail after a scripted researcher session.
+
+carol logs in through nginx (her server starts), opens a recording, opens a notebook
+through the contents API, lists a folder (not recorded), runs a batch with
+``run-notebook``, downloads its summary, exports a notebook as HTML, stops her server
+and logs out. Every one of those events is then in the trail with her testbed
+identity, a source address and the object; the chain verifies; one altered line in a
+copy makes verification fail and name that line; the folder and file are root's only;
+the converge itself left a ``playbook_run`` record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from testbed_devtools.hubclient import BROWSER_ACCEPT, HubSession
+from testbed_hub.auth import identity_to_username
+from testbed_sim.seed import generate
+
+INSTANCE = "tb-default"
+IDENTITY = "carol@testbed.example"
+USER = identity_to_username(IDENTITY)
+SERVER = f"jupyter-{USER}"
+AUDIT_LOG = "/var/log/testbed/audit.log"
+PY = "/opt/jupyterhub/bin/python"
+HOME = "/home/jovyan/nist"
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "cells": [
+        {
+            "id": "p",
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": "experiment_id = None",
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "id": "r",
+            "cell_type": "code",
+            "metadata": {},
+            "source": "import testbed\ntestbed.record('seen', experiment_id)",
+            "outputs": [],
+            "execution_count": None,
+        },
+    ],
+}
+
+
+def trail(host, *args: str) -> list[dict]:
+    out = host.check_output(
+        f"{PY} -m testbed_hub.audit report --log {AUDIT_LOG} " + " ".join(map(shlex.quote, args))
+    )
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def poll(what, check, timeout: float = 60.0, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def session_events(host):
+    """Run the scripted session; return (records for carol, what the session touched)."""
+    ip = subprocess.run(
+        ["docker", "inspect", INSTANCE, "--format", "{{.NetworkSettings.IPAddress}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    before = trail(host)
+    last_seq = before[-1]["seq"] if before else 0
+    s = HubSession(f"https://{ip}")
+    s.login_to_lab(IDENTITY, USER)
+    base = f"/jupyter/user/{USER}"
+    wav = sorted(
+        f
+        for f in host.check_output(f"docker exec {SERVER} ls {HOME}/media").split()
+        if f.endswith(".wav")
+    )[0]
+    r = s.get(f"{base}/files/media/{wav}")
+    assert r.status_code == 200 and r.content[:4] == b"RIFF", (r.status_code, r.content[:16])
+
+    nb = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
+    host.check_output(
+        f"docker exec -u jovyan {SERVER} sh -c 'echo {nb} | base64 -d > {HOME}/audit.ipynb'"
+    )
+    r = s.api("GET", "contents/audit.ipynb", params={"type": "notebook", "content": "1"})
+    assert r.status_code == 200 and r.json()["type"] == "notebook", r.status_code
+    listing = s.api("GET", "contents/", params={"content": "1"})  # the file browser's poll
+    assert listing.status_code == 200 and listing.json()["type"] == "directory"
+
+    ids = sorted(e["_id"] for e in generate().experiments)[:2]
+    res = host.run(
+        f"docker exec -u jovyan -w {HOME} {SERVER} run-notebook audit.ipynb "
+        + " ".join(f"--experiment {i}" for i in ids)
+        + " --progress lines -o audit-runs"
+    )
+    assert res.rc == 0, (res.stdout[-1500:], res.stderr[-1500:])
+    assert "audit" not in res.stderr.lower(), res.stderr[-1500:]  # no warning: it was recorded
+    folder = res.stdout.strip().splitlines()[-1]
+    summary = f"{folder}/summary.csv"
+    r = s.get(f"{base}/files/{summary}", params={"download": "1"})
+    assert r.status_code == 200 and "attachment" in r.headers.get("Content-Disposition", "")
+    r = s.get(f"{base}/nbconvert/html/audit.ipynb", params={"download": "true"})
+    assert r.status_code == 200, r.status_code
+
+    r = s.http.delete(
+        s.hub(f"hub/api/users/{USER}/server"),
+        headers={"Accept": "application/json", **s._hub_xsrf()},
+        timeout=60,
+    )
+    assert r.status_code in (202, 204), (r.status_code, r.text[:300])
+    poll(
+        "server stopped",
+        lambda: (
+            host.run(f"docker inspect -f '{{{{.State.Running}}}}' {SERVER}").stdout.strip()
+            != "true"
+        ),
+        timeout=60,
+    )
+    r = s.get("/jupyter/hub/logout", headers={"Accept": BROWSER_ACCEPT})
+    assert r.status_code == 200, r.status_code
+
+    def logged_out():
+        got = [x for x in trail(host, "--user", USER) if x["seq"] > last_seq]
+        return got if any(x["event"] == "logout" for x in got) else None
+
+    records = poll("the session's records, up to the logout", logged_out, timeout=60)
+    host.run(f"docker exec {SERVER} rm -rf {HOME}/audit.ipynb {HOME}/audit-runs")
+    return records, {"wav": wav, "ids": ids, "summary": summary}
+
+
+def test_the_session_is_in_the_trail_in_order(session_events):
+    records, touched = session_events
+    events = [r["event"] for r in records]
+    assert events[0] == "login", events
+    assert events[-1] == "logout", events
+    order = ["login", "server_start", "file_read", "batch_start", "batch_end", "export"]
+    order += ["server_stop", "logout"]
+    positions = [events.index(e) for e in order]
+    assert positions == sorted(positions), events
+    assert {r["identity"] for r in records} == {IDENTITY}, records
+    assert {r["user"] for r in records} == {USER}, records
+    assert all(r["source"] for r in records), [r for r in records if not r["source"]]
+
+
+def test_each_object_is_named(session_events):
+    records, touched = session_events
+    reads = [r for r in records if r["event"] == "file_read"]
+    objects = [r["object"] for r in reads]
+    assert f"media/{touched['wav']}" in objects, objects
+    assert "audit.ipynb" in objects, objects
+    assert touched["summary"] in objects, objects
+    download = next(r for r in reads if r["object"] == touched["summary"])
+    assert download["details"].get("download") is True, download
+    # the file browser's directory listing is not a file read
+    assert "" not in objects and "/" not in objects, objects
+    export = next(r for r in records if r["event"] == "export")
+    assert export["object"] == "audit.ipynb", export
+    batch = next(r for r in records if r["event"] == "batch_start")
+    assert batch["object"] == touched["ids"], batch
+    start = next(r for r in records if r["event"] == "server_start")
+    stop = next(r for r in records if r["event"] == "server_stop")
+    assert start["object"] == stop["object"] == "", (start, stop)
+
+
+def test_the_converge_recorded_a_playbook_run(host):
+    runs = trail(host, "--event", "playbook_run")
+    assert runs, "no playbook_run record after site.yml"
+    assert runs[-1]["identity"], runs[-1]
+    assert isinstance(runs[-1]["object"], list), runs[-1]
+
+
+def test_the_trail_is_roots_only_and_intact(host, session_events, record_property):
+    folder = host.file(AUDIT_LOG.rsplit("/", 1)[0])
+    log = host.file(AUDIT_LOG)
+    assert (folder.user, folder.mode) == ("root", 0o700), (folder.user, oct(folder.mode))
+    assert (log.user, log.mode) == ("root", 0o600), (log.user, oct(log.mode))
+    res = host.run(f"{PY} -m testbed_hub.audit verify --log {AUDIT_LOG}")
+    assert res.rc == 0 and res.stdout.startswith("intact:"), (res.rc, res.stdout, res.stderr)
+    records = trail(host)
+    size = int(host.check_output(f"stat -c %s {AUDIT_LOG}"))
+    record_property("audit_records", len(records))
+    record_property("audit_bytes_per_100_events", round(100 * size / len(records)))
+
+
+def test_one_altered_line_fails_verification_and_is_named(host, session_events):
+    # a copy in a fresh private folder on the station; the live log is not touched
+    copy = host.check_output("mktemp -d") + "/trail"
+    host.check_output(f"cp -a {AUDIT_LOG.rsplit('/', 1)[0]} {copy}")
+    lines = host.check_output(f"cat {copy}/audit.log").splitlines()
+    n = len(lines) // 2 + 1  # 1-based line in the middle
+    rec = json.loads(lines[n - 1])
+    rec["identity"] = "mallory@testbed.example"
+    altered = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+    script = (
+        "import sys; p=sys.argv[1]; n=int(sys.argv[2]); "
+        "L=open(p,'rb').read().split(b'\\n'); L[n-1]=sys.argv[3].encode(); "
+        "open(p,'wb').write(b'\\n'.join(L))"
+    )
+    host.check_output(
+        f"python3 -c {shlex.quote(script)} {copy}/audit.log {n} {shlex.quote(altered)}"
+    )
+    res = host.run(f"{PY} -m testbed_hub.audit verify --log {copy}/audit.log")
+    host.run(f"rm -rf {copy.rsplit('/', 1)[0]}")
+    assert res.rc == 1, (res.rc, res.stdout, res.stderr)
+    assert f"audit.log line {n}" in res.stderr, res.stderr
