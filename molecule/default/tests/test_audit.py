@@ -1,12 +1,12 @@
 """Molecule ``default``: the audit trail after a scripted researcher session.
 
-carol logs in through nginx (her server starts), opens a recording, opens a notebook
-through the contents API, lists a folder (not recorded), runs a batch with
-``run-notebook``, downloads its summary, exports a notebook as HTML, stops her server
-and logs out. Every one of those events is then in the trail with her testbed
-identity, a source address and the object; the chain verifies; one altered line in a
-copy makes verification fail and name that line; the folder and file are root's only;
-the converge itself left a ``playbook_run`` record.
+dave (a demo user no other test uses) logs in through nginx (his server starts), opens
+a recording, opens a notebook through the contents API, lists a folder (not recorded),
+runs a batch with ``run-notebook``, downloads its summary, exports a notebook as HTML,
+stops his server and logs out. Every one of those events is then in the trail with his
+testbed identity, a source address and the object; the chain verifies; one altered
+line in a copy makes verification fail and name that line; the folder and file are
+root's only; the converge itself left a ``playbook_run`` record.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from testbed_hub.auth import identity_to_username
 from testbed_sim.seed import generate
 
 INSTANCE = "tb-default"
-IDENTITY = "carol@testbed.example"
+IDENTITY = "dave@testbed.example"
 USER = identity_to_username(IDENTITY)
 SERVER = f"jupyter-{USER}"
 AUDIT_LOG = "/var/log/testbed/audit.log"
@@ -77,7 +77,7 @@ def poll(what, check, timeout: float = 60.0, every: float = 1.0):
 
 @pytest.fixture(scope="module")
 def session_events(host):
-    """Run the scripted session; return (records for carol, what the session touched)."""
+    """Run the scripted session; return (records for dave, what the session touched)."""
     ip = subprocess.run(
         ["docker", "inspect", INSTANCE, "--format", "{{.NetworkSettings.IPAddress}}"],
         capture_output=True,
