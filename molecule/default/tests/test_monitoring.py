@@ -149,6 +149,17 @@ def test_container_cpu_and_memory_of_a_running_server(host, user_server):
     )
 
 
+def test_a_user_sees_their_memory_use_against_their_limit(user_server):
+    """JupyterLab's memory indicator (jupyter-resource-usage) reads the server's own
+    figures: the processes' RSS and, as the limit, the resource profile's memory (the
+    demo's default profile: 2G, DockerSpawner's MEM_LIMIT)."""
+    r = user_server.api("GET", "metrics/v1")
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    got = r.json()
+    assert got["rss"] > 10 * 2**20, got  # a running JupyterLab
+    assert got["limits"]["memory"]["rss"] == 2 * 2**30, got
+
+
 def test_scrape_overhead_on_the_hub(host, record_property):
     """CPU the hub process spends in 60 s with and without Prometheus scraping it
     (a measurement for the README, not a pass/fail threshold)."""

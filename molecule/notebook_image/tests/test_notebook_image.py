@@ -154,6 +154,23 @@ def test_run_notebook_help(host, ref):
     assert "--experiment" in out.stdout and "--jobs" in out.stdout
 
 
+def test_the_memory_indicator_loads_without_its_own_collector(host, ref):
+    """jupyter-resource-usage (JupyterLab's status-bar memory use) is a loaded server
+    extension and a JupyterLab extension; its per-second Prometheus collector is off
+    (nothing scrapes user servers: their containers' figures come from the engine)."""
+    out = run(host, ref, "jupyter server extension list")
+    text = out.stdout + out.stderr
+    assert re.search(r"jupyter_resource_usage \S+ .*OK", text), text
+    lab = run(host, ref, "jupyter labextension list")
+    assert re.search(r"@jupyter-server/resource-usage \S+ enabled .*OK", lab.stdout + lab.stderr), (
+        lab.stdout + lab.stderr
+    )
+    cfg = json.loads(
+        run(host, ref, "cat /opt/notebook/etc/jupyter/jupyter_server_config.json").stdout
+    )
+    assert cfg["ResourceUseDisplay"] == {"enable_prometheus_metrics": False}, cfg
+
+
 def test_jupyter_scheduler_loads_with_jupyterlab_4(host, ref):
     out = run(host, ref, "jupyter server extension list")
     text = out.stdout + out.stderr

@@ -118,5 +118,5 @@ def test_jobs_run_through_testbed_scheduler_and_deliver_to_jobs(rendered):
 
 def test_without_the_scheduler_there_are_no_scheduler_settings(rendered):
     off = rendered["off"]
-    assert set(off["config"]) == {"ServerApp", "HubOAuth"}
+    assert set(off["config"]) == {"ServerApp", "HubOAuth", "ResourceUseDisplay"}
     assert env_lines(off["dockerfile"]) == []
