@@ -123,14 +123,36 @@ def session_events(host):
     )[0]
     r = s.get(f"{base}/files/media/{wav}")
     assert r.status_code == 200 and r.content[:4] == b"RIFF", (r.status_code, r.content[:16])
+    # an audio element's or a download manager's ranged read: 206 Partial Content
+    ranged = sorted(
+        host.check_output(
+            f"docker exec {SERVER} find {HOME}/media/ -name '*.wav' -printf '%P\\n'"
+        ).split()
+    )[1]
+    r = s.get(f"{base}/files/media/{ranged}", headers={"Range": "bytes=0-1023"})
+    assert r.status_code == 206 and len(r.content) == 1024, (r.status_code, len(r.content))
 
     nb = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
     host.check_output(
         f"docker exec -u jovyan {SERVER} sh -c 'echo {nb} | base64 -d > {HOME}/audit.ipynb'"
     )
-    r = s.api("GET", "contents/audit.ipynb", params={"type": "notebook", "content": "1"})
+    # JupyterLab with real-time collaboration opens a notebook without its content
+    # (content=0), then asks for a collaboration session; the content follows over the
+    # session's WebSocket
+    r = s.api(
+        "GET",
+        "contents/audit.ipynb",
+        params={"type": "notebook", "format": "json", "content": "0", "hash": "0"},
+    )
     assert r.status_code == 200 and r.json()["type"] == "notebook", r.status_code
-    listing = s.api("GET", "contents/", params={"content": "1"})  # the file browser's poll
+    r = s.api(
+        "PUT", "collaboration/session/audit.ipynb", json={"format": "json", "type": "notebook"}
+    )
+    assert r.status_code in (200, 201), (r.status_code, r.text[:300])
+    # a script reads a notebook's content through the contents API
+    r = s.api("GET", "contents/audit.ipynb", params={"type": "notebook", "content": "1"})
+    assert r.status_code == 200 and r.json()["content"]["cells"], r.status_code
+    listing = s.api("GET", "contents/media", params={"content": "1"})  # the file browser's poll
     assert listing.status_code == 200 and listing.json()["type"] == "directory"
 
     ids = sorted(e["_id"] for e in generate().experiments)[:2]
@@ -159,7 +181,7 @@ def session_events(host):
 
     records = poll("the session's records, up to the logout", logged_out, timeout=60)
     host.run(f"docker exec {SERVER} rm -rf {HOME}/audit.ipynb {HOME}/audit-runs")
-    return records, {"wav": wav, "ids": ids, "summary": summary}
+    return records, {"wav": wav, "ranged": ranged, "ids": ids, "summary": summary}
 
 
 def test_the_session_is_in_the_trail_in_order(session_events):
@@ -184,12 +206,17 @@ def test_each_object_is_named(session_events):
     reads = [r for r in records if r["event"] == "file_read"]
     objects = [r["object"] for r in reads]
     assert f"media/{touched['wav']}" in objects, objects
-    assert "audit.ipynb" in objects, objects
+    part = next(r for r in reads if r["object"] == f"media/{touched['ranged']}")
+    assert part["details"].get("partial") is True, part
+    assert part["details"].get("range") == "bytes=0-1023", part
+    # opened in JupyterLab (a collaboration session) and read through the contents API
+    vias = sorted(r["details"].get("via", "") for r in reads if r["object"] == "audit.ipynb")
+    assert vias == ["collaboration", "contents"], [r for r in reads if r["object"] == "audit.ipynb"]
     assert touched["summary"] in objects, objects
     download = next(r for r in reads if r["object"] == touched["summary"])
     assert download["details"].get("download") is True, download
     # the file browser's directory listing is not a file read
-    assert "" not in objects and "/" not in objects, objects
+    assert not [o for o in objects if o.rstrip("/") == "media"], objects
     export = next(r for r in records if r["event"] == "export")
     assert export["object"] == "audit.ipynb", export
     batch = next(r for r in records if r["event"] == "batch_start")
@@ -199,11 +226,17 @@ def test_each_object_is_named(session_events):
     assert start["object"] == stop["object"] == "", (start, stop)
 
 
-def test_the_converge_recorded_a_playbook_run(host):
+def test_the_converge_recorded_each_playbook_run(host):
+    """Molecule's converge and its idempotence run: site.yml's start and end records,
+    the operator named, the tags as the object (the first converge's start is not
+    there: no trail existed yet)."""
     runs = trail(host, "--event", "playbook_run")
-    assert runs, "no playbook_run record after site.yml"
-    assert runs[-1]["identity"], runs[-1]
-    assert isinstance(runs[-1]["object"], list), runs[-1]
+    phases = [r["details"]["phase"] for r in runs]
+    assert phases[-3:] == ["end", "start", "end"], phases
+    for r in runs[-3:]:
+        assert r["identity"], r
+        assert r["object"] == ["all"], r
+        assert r["details"]["playbook"] == "site.yml" and r["details"]["audit_enabled"], r
 
 
 def test_the_trail_is_roots_only_and_intact(host, session_events, record_property):
