@@ -99,9 +99,49 @@ TABLE = [
         ("export", "e42/run.ipynb", {"format": "html", "download": True, "via": "nbconvert"}),
     ),
     (("/jupyter/user/alice/nbconvert/html/", "", {}), None),
-    # not a 200 GET, or not a read URL
+    # real-time collaboration: a content=0 check, then the session PUT (200 or 201)
+    (
+        ("/jupyter/user/alice/api/collaboration/session/e42/run.ipynb", "", {"method": "PUT"}),
+        ("file_read", "e42/run.ipynb", {"via": "collaboration", "server": ""}),
+    ),
+    (
+        (
+            "/jupyter/user/alice/gpu/api/collaboration/session/a b/ü.txt",
+            "",
+            {"method": "PUT", "status": "201"},
+        ),
+        ("file_read", "a b/ü.txt", {"via": "collaboration", "server": "gpu"}),
+    ),
+    (
+        (
+            "/jupyter/user/alice/api/collaboration/session/x.txt",
+            "",
+            {"method": "PUT", "status": "404"},
+        ),
+        None,
+    ),
+    (("/jupyter/user/alice/api/collaboration/session/x.txt", "", {}), None),  # GET
+    (("/jupyter/user/alice/api/collaboration/session/", "", {"method": "PUT"}), None),
+    (("/jupyter/user/alice/api/collaboration/room/json:notebook:1", "", {}), None),
+    (("/jupyter/user/alice/files/x.csv", "", {"method": "PUT"}), None),
+    # range requests: 206 Partial Content, whole files in pieces
+    (
+        ("/jupyter/user/alice/files/e42/a.wav", "", {"status": "206", "range": "bytes=0-"}),
+        ("file_read", "e42/a.wav", {"via": "files", "partial": True, "range": "bytes=0-"}),
+    ),
+    (
+        ("/jupyter/user/alice/nbconvert/html/r.ipynb", "", {"status": "206", "range": "bytes=5-9"}),
+        ("export", "r.ipynb", {"partial": True, "range": "bytes=5-9"}),
+    ),
+    # a revalidation: the browser shows its cached copy again
+    (
+        ("/jupyter/user/alice/files/x.csv", "", {"status": "304", "body_bytes_sent": "0"}),
+        ("file_read", "x.csv", {"not_modified": True, "bytes": 0}),
+    ),
+    # not a read status or method, or not a read URL
     (("/jupyter/user/alice/files/x.csv", "", {"status": "404"}), None),
-    (("/jupyter/user/alice/files/x.csv", "", {"status": "304"}), None),
+    (("/jupyter/user/alice/files/x.csv", "", {"status": "416"}), None),
+    (("/jupyter/user/alice/files/x.csv", "", {"status": "201"}), None),
     (("/jupyter/user/alice/files/x.csv", "", {"method": "HEAD"}), None),
     (("/jupyter/user/alice/api/contents/x.csv", "", {"method": "PUT"}), None),
     (("/jupyter/user/alice/lab/tree/x.csv", "", {}), None),
@@ -124,15 +164,25 @@ def test_classification(given, expected):
     assert {k: got["details"][k] for k in details} == details
 
 
-def test_token_request_gets_token_identity_and_log_takes_it(tmp_path):
-    got = classify(entry("/jupyter/user/bob/files/x.csv", identity=""), HUB)
-    assert (got["identity"], got["user"]) == ("token:bob", "bob")
+def test_plain_read_has_no_partial_or_cache_details():
+    got = classify(entry("/jupyter/user/alice/files/x.csv"), HUB)
+    assert not {"partial", "not_modified", "range", "server_owner"} & set(got["details"])
+
+
+def test_token_request_credits_no_one_and_log_takes_it(tmp_path):
+    # bob's token on alice's shared server: the URL names the owner, not the holder
+    got = classify(entry("/jupyter/user/alice/files/x.csv", identity=""), HUB)
+    assert (got["identity"], got["user"]) == ("(api token)", "alice")
+    assert got["details"]["server_owner"] == "alice"
     record = AuditLog(tmp_path / "audit.log").append(
         got["event"],
         got["identity"],
         **{k: got[k] for k in ("user", "source", "object", "details")},
     )
-    assert record["identity"] == "token:bob" and record["seq"] == 1
+    assert record["identity"] == "(api token)" and record["seq"] == 1
+    assert classify(entry("/jupyter/user/alice/files/x.csv", identity="-"), HUB)["identity"] == (
+        "(api token)"
+    )
 
 
 def test_other_hub_path_and_bad_address():
@@ -162,6 +212,13 @@ def test_malformed_datagrams_are_refused(data):
 def test_parse_strips_the_syslog_header():
     e = entry("/jupyter/user/alice/files/x")
     assert parse_datagram(datagram(e) + b"\n") == e
+
+
+def test_parse_keeps_the_optional_range():
+    e = entry("/jupyter/user/alice/files/x", range="bytes=0-99")
+    assert parse_datagram(datagram(e))["range"] == "bytes=0-99"
+    with pytest.raises(Malformed):
+        parse_datagram(datagram(e | {"range": 5}))
 
 
 def test_malformed_and_refused_are_reported_and_dropped(tmp_path, capsys):
@@ -215,7 +272,8 @@ def test_socket_round_trip_into_the_log(tmp_path):
     rows = report(log.path)
     assert [r["event"] for r in rows] == ["file_read", "export"] + ["file_read"] * 30
     assert (rows[0]["identity"], rows[0]["object"]) == ("alice@testbed.example", "e42/a.wav")
-    assert (rows[1]["identity"], rows[1]["user"]) == ("token:bob", "bob")
+    assert (rows[1]["identity"], rows[1]["user"]) == ("(api token)", "bob")
+    assert rows[1]["details"]["server_owner"] == "bob"
     assert [r["object"] for r in rows[2:]] == [f"f{i}.csv" for i in range(30)]
     result = verify(log.path)
     assert result and result.records == 32, result.summary()
@@ -283,3 +341,30 @@ def test_cli_takes_the_socket_from_systemd_and_leaves_it(tmp_path):
     assert path.is_socket(), "the socket belongs to systemd: left in place"
     assert [r["object"] for r in report(log)] == ["y.csv"]
     sock.close()
+
+
+class BrokenSocket:
+    """A socket whose every receive fails, as a closed or broken one does."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def settimeout(self, _):
+        pass
+
+    def recv(self, _):
+        self.calls += 1
+        raise OSError(9, "Bad file descriptor")
+
+
+def test_reader_waits_between_repeated_errors(tmp_path, capsys):
+    sock, stop = BrokenSocket(), threading.Event()
+    t = threading.Thread(target=serve, args=(sock, AuditLog(tmp_path / "a.log"), HUB, stop))
+    t.start()
+    time.sleep(0.5)
+    stop.set()
+    t.join(timeout=10)
+    assert not t.is_alive()
+    err = capsys.readouterr().err
+    assert sock.calls <= 2 and err.count("receiving failed") <= 2, (sock.calls, err[:300])
+    assert "retrying in 1 s" in err

@@ -67,6 +67,28 @@ class Auth(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class StatusEcho(echo.EchoHandler):
+    """The echo upstream, answering the status a test asks for in X-Test-Status
+    (206 with a Content-Range, 304 with no body, as JupyterLab's server does)."""
+
+    def _answer(self) -> None:
+        status = int(self.headers.get("X-Test-Status") or 200)
+        if status == 200:
+            super()._answer()
+            return
+        self.describe()  # reads the body
+        body = b"" if status == 304 else b"part\n"
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/100")
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = _answer
+
+
 def _serve(server):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -78,7 +100,9 @@ def sites(tmp_path_factory):
     if not playbook_bin.exists():
         pytest.skip("ansible-playbook is not installed (make venv)")
     tmp = tmp_path_factory.mktemp("nginx-audit")
-    hub = _serve(echo.make_server("127.0.0.1", 0))
+    hub = echo.make_server("127.0.0.1", 0)
+    hub.RequestHandlerClass = StatusEcho
+    _serve(hub)
     auth = _serve(ThreadingHTTPServer(("127.0.0.1", 0), Auth))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(tmp / "audit.sock"))
@@ -222,6 +246,7 @@ def test_reads_reach_the_socket_and_nothing_else(sites):
         ("/jupyter/user/alice/lab", "GET", ALICE),
         ("/jupyter/hub/api/user", "GET", ALICE),
         ("/jupyter/user/alice/api/contents/x.csv", "PUT", ALICE),
+        ("/jupyter/user/alice/api/collaboration/session/x.txt", "GET", ALICE),
         ("/jupyter/user/alice/files/x.csv", "GET", []),  # 401: not logged in
     ]
     for path, method, headers in not_logged:
@@ -258,11 +283,59 @@ def test_reads_reach_the_socket_and_nothing_else(sites):
         ("file_read", "e42/a b.wav", "alice@testbed.example"),
         ("file_read", "e42/run.ipynb", "alice@testbed.example"),
         ("export", "e42/run.ipynb", "alice@testbed.example"),
-        ("file_read", "r.csv", "token:bob"),
+        ("file_read", "r.csv", "(api token)"),
     ]
     # the ordinary access log still gets every request
     access = (sites["dir"]["on"] / "logs" / "on.access.log").read_text()
     assert "/jupyter/user/alice/lab" in access and "/jupyter/user/bob/files/r.csv" in access
+
+
+def status(code: int) -> list[tuple[str, str]]:
+    return [("X-Test-Status", str(code))]
+
+
+def test_partial_cached_and_collaboration_reads_reach_the_socket(sites):
+    t, listener = sites["target"]["on"], sites["listener"]
+    drain(listener)
+    sent = [
+        ("PUT", "/jupyter/user/alice/api/collaboration/session/e42%2Frun.ipynb", 200, []),
+        ("PUT", "/jupyter/user/alice/gpu/api/collaboration/session/notes.txt", 201, []),
+        ("GET", "/jupyter/user/alice/files/e42/a.wav", 206, [("Range", "bytes=0-4")]),
+        ("GET", "/jupyter/user/alice/files/e42/r.csv", 304, [("If-None-Match", '"x"')]),
+        # not audited: a refused session, a failed range
+        ("PUT", "/jupyter/user/alice/api/collaboration/session/gone.txt", 404, []),
+        ("GET", "/jupyter/user/alice/files/e42/a.wav", 416, [("Range", "bytes=900-")]),
+    ]
+    for method, path, code, extra in sent:
+        r = request(
+            t,
+            path,
+            method=method,
+            headers=ALICE + status(code) + extra,
+            body=b'{"format":"json","type":"notebook"}' if method == "PUT" else None,
+        )
+        assert r.status == code, (path, r.status)
+    listener.settimeout(10)
+    got = [parse_datagram(listener.recv(1 << 16)) for _ in range(4)]
+    assert request(t, "/jupyter/user/alice/files/marker", headers=ALICE).status == 200
+    assert parse_datagram(listener.recv(1 << 16))["uri"] == "/jupyter/user/alice/files/marker"
+    assert [(e["method"], e["status"]) for e in got] == [
+        ("PUT", "200"),
+        ("PUT", "201"),
+        ("GET", "206"),
+        ("GET", "304"),
+    ]
+    assert [e["range"] for e in got] == ["", "", "bytes=0-4", ""]
+    records = [classify(e, "/jupyter/") for e in got]
+    assert [(r["event"], r["object"], r["details"]["via"]) for r in records] == [
+        ("file_read", "e42/run.ipynb", "collaboration"),  # %2F decoded, as JupyterLab sends it
+        ("file_read", "notes.txt", "collaboration"),
+        ("file_read", "e42/a.wav", "files"),
+        ("file_read", "e42/r.csv", "files"),
+    ]
+    assert records[1]["details"]["server"] == "gpu"
+    assert records[2]["details"] | {"partial": True, "range": "bytes=0-4"} == records[2]["details"]
+    assert records[3]["details"]["not_modified"] is True
 
 
 def test_absent_socket_nginx_serves_on(sites):

@@ -1,16 +1,19 @@
 """The nginx-log collector: file reads and exports through nginx into the audit log.
 
 nginx (roles/reverse_proxy, ``reverse_proxy_audit_socket``) sends one syslog datagram
-per successful GET of a user's ``files/``, ``api/contents/`` or ``nbconvert/`` URL to
-a unix datagram socket; :func:`serve` (``python -m testbed_hub.audit collect-nginx``,
+per GET of a user's ``files/``, ``api/contents/`` or ``nbconvert/`` URL answered 200,
+206 or 304, and per PUT of ``api/collaboration/session/`` answered 200 or 201, to a
+unix datagram socket; :func:`serve` (``python -m testbed_hub.audit collect-nginx``,
 the unit ``testbed-audit-nginx.service``) receives them, :func:`parse_datagram` strips
 the syslog header (``<PRI>TIMESTAMP testbed_audit: ``) and reads the JSON line, and
 :func:`classify` decides, as a pure function, what (if anything) is recorded:
 
-``GET <hub>user/<name>[/<server>]/files/<path>``, 200
+``GET <hub>user/<name>[/<server>]/files/<path>``, 200, 206 or 304
     ``file_read``, object ``<path>`` (relative to the server's root, the user's home);
-    details ``server`` ("" = default), ``via`` "files", ``bytes``, ``download``
-    (``?download=1|true``: JupyterLab's "Download").
+    details ``server`` ("" = default), ``via`` "files", ``bytes``, ``download``.
+    ``download`` means only that the query asked for an attachment
+    (``?download=1|true``); JupyterLab 4's "Download" menu item fetches
+    ``files/<path>?_xsrf=...`` without it, so a download may read ``false``.
 ``GET <hub>user/<name>[/<server>]/api/contents/<path>``, 200
     ``file_read`` (details ``via`` "contents", ``type``, ``format``) only for a
     file's content: ``type=file`` or ``type=notebook``, or no ``type`` and the last
@@ -20,17 +23,35 @@ the syslog header (``<PRI>TIMESTAMP testbed_audit: ``) and reads the JSON line, 
     suffix rule keeps those out. Its limits: a file without a suffix read without
     ``type`` is not recorded, and a folder whose name has a dot (``run.2025``)
     listed without ``type`` is recorded as a read.
-``GET <hub>user/<name>[/<server>]/nbconvert/<format>/<path>``, 200
+``PUT <hub>user/<name>[/<server>]/api/collaboration/session/<path>``, 200 or 201
+    ``file_read`` (details ``via`` "collaboration"): with real-time collaboration
+    (jupyter-collaboration, on in the notebook image) JupyterLab opens a notebook or
+    text file with a ``content=0`` contents check (not recorded) and this request;
+    the content then travels over the document's websocket, which nginx cannot see.
+    The handler answers 200 (file known) or 201 (file newly indexed); the object is
+    the document path as nginx decoded it (JupyterLab sends it percent-encoded).
+``GET <hub>user/<name>[/<server>]/nbconvert/<format>/<path>``, 200, 206 or 304
     ``export`` of ``<path>`` (details ``format``, ``bytes``, ``download``).
 anything else (another status, method or path)
     nothing.
+
+Partial and cached reads: ``files/`` is tornado's static file handler, which
+answers a ``Range`` request (an audio element, a seek, a download manager) with
+206 Partial Content; such a read is recorded with details ``partial: true`` and
+``range`` (the request's ``Range`` header, also kept on a 200 that ignored it), one
+record per range request. A 304 (the browser revalidating its cached copy, e.g.
+reopening a file: ``files/`` sends ``Cache-Control: no-cache``) is recorded with
+``not_modified: true`` and ``bytes`` 0: the file is shown again from the
+browser's cache.
 
 A server named ``files``, ``api`` or ``nbconvert`` cannot be told from the default
 server's paths: its URLs are read as the default server's.
 
 The record's identity is the testbed identity nginx got from the auth check, or
-``token:<user>`` for a request that came with a JupyterHub API token and no testbed
-session (nginx knows no identity then; the hub checked the token); ``user`` is the
+``(api token)`` for a request that came with a JupyterHub API token and no testbed
+session: nginx knows no identity then (the hub checked the token), and the URL's
+user is only the server's owner, not the token's holder (bob's token on alice's
+shared server); details ``server_owner`` repeats that user. ``user`` is the
 user name in the URL, ``source`` the client's address, ``details["time"]`` nginx's
 own time of the request.
 
@@ -75,6 +96,13 @@ ENTRY_FIELDS = (
     "status",
     "body_bytes_sent",
 )
+#: Fields read when present (older site configurations do not send them).
+OPTIONAL_FIELDS = ("range",)
+#: The identity of a request on the API-token route (no testbed identity from nginx).
+TOKEN_IDENTITY = "(api token)"  # noqa: S105 - a label, not a secret
+#: Seconds the reader waits after a failed receive before trying again.
+RETRY_SECONDS = 1.0
+_READ_STATUSES = {"GET": ("200", "206", "304"), "PUT": ("200", "201")}
 _HEADER = re.compile(rb"<\d{1,3}>[^{]{0,80}?\b" + TAG.encode() + rb": ", re.S)
 _TRUE = {"1", "true", "yes"}
 
@@ -102,14 +130,20 @@ def parse_datagram(data: bytes) -> dict[str, str]:
     missing = [f for f in ENTRY_FIELDS if not isinstance(entry.get(f), str)]
     if missing:
         raise Malformed(f"fields {missing} missing or not text: {body[:200]!r}")
-    return {f: entry[f] for f in ENTRY_FIELDS}
+    out = {f: entry[f] for f in ENTRY_FIELDS}
+    for f in OPTIONAL_FIELDS:
+        if f in entry:
+            if not isinstance(entry[f], str):
+                raise Malformed(f"field {f!r} is not text: {body[:200]!r}")
+            out[f] = entry[f]
+    return out
 
 
 def _url_pattern(hub_path: str) -> re.Pattern[str]:
     # lazy server group: /user/a/files/files/x is the default server's files/x
     return re.compile(
         "^" + re.escape(hub_path) + r"user/(?P<user>[^/]+)/(?:(?P<server>[^/]+)/)??"
-        r"(?P<kind>files|api/contents|nbconvert)(?:/(?P<rest>.*))?\Z",
+        r"(?P<kind>files|api/contents|api/collaboration/session|nbconvert)(?:/(?P<rest>.*))?\Z",
         re.S,
     )
 
@@ -138,12 +172,15 @@ def classify(entry: Mapping[str, str], hub_path: str = "/jupyter/") -> dict[str,
     ``hub_path`` is the hub's base URL (``/jupyter/``). Raises :class:`Malformed` for a
     line whose numbers are not numbers.
     """
-    if entry.get("status") != "200" or entry.get("method") != "GET":
+    method, status = entry.get("method", ""), entry.get("status", "")
+    if status not in _READ_STATUSES.get(method, ()):
         return None
     m = _url_pattern(hub_path).match(entry.get("uri", ""))
     if not m:
         return None
     user, server, kind = m["user"], m["server"] or "", m["kind"]
+    if (method == "PUT") != (kind == "api/collaboration/session"):
+        return None
     path = (m["rest"] or "").strip("/")
     args = parse_qs(entry.get("args", ""), keep_blank_values=True)
     try:
@@ -153,6 +190,12 @@ def classify(entry: Mapping[str, str], hub_path: str = "/jupyter/") -> dict[str,
             f"body_bytes_sent {entry.get('body_bytes_sent')!r} is not a number"
         ) from None
     details: dict[str, Any] = {"server": server, "bytes": size, "time": entry.get("time", "")}
+    if status == "206":
+        details["partial"] = True
+    elif status == "304":
+        details["not_modified"] = True
+    if entry.get("range"):
+        details["range"] = entry["range"]
     if kind == "files":
         if not path:
             return None
@@ -166,6 +209,11 @@ def classify(entry: Mapping[str, str], hub_path: str = "/jupyter/") -> dict[str,
         for name in ("type", "format"):
             if args.get(name):
                 details[name] = args[name][-1]
+    elif kind == "api/collaboration/session":
+        if not path:
+            return None
+        event = "file_read"
+        details |= {"via": "collaboration"}
     else:
         fmt, _, path = path.partition("/")
         path = path.strip("/")
@@ -175,7 +223,8 @@ def classify(entry: Mapping[str, str], hub_path: str = "/jupyter/") -> dict[str,
         details |= {"via": "nbconvert", "format": fmt, "download": _flag(args, "download")}
     identity = entry.get("identity", "")
     if identity in ("", "-"):
-        identity = f"token:{user}"
+        identity = TOKEN_IDENTITY
+        details["server_owner"] = user
     source: str | None = entry.get("remote_addr") or None
     try:
         source = str(ipaddress.ip_address(source)) if source else None
@@ -275,7 +324,9 @@ def serve(
             except OSError as e:
                 if stop.is_set():
                     break
-                _warn(f"receiving failed: {e}")
+                _warn(f"receiving failed: {e}; retrying in {RETRY_SECONDS:g} s")
+                # a persistent error (a closed socket) would otherwise warn in a tight loop
+                stop.wait(RETRY_SECONDS)
         pending.put(None)
 
     reader = threading.Thread(target=read, name="collect-nginx-reader", daemon=True)
