@@ -18,12 +18,12 @@ import json
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from testbed_devtools.hubclient import BROWSER_ACCEPT, HubSession
+from testbed_devtools.waiting import parameterised_notebook, poll
 from testbed_hub.auth import identity_to_username
 from testbed_sim.seed import generate
 
@@ -36,31 +36,7 @@ SERVER = f"jupyter-{USER}"
 AUDIT_LOG = "/var/log/testbed/audit.log"
 PY = "/opt/jupyterhub/bin/python"
 HOME = "/home/jovyan/nist"
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-    },
-    "cells": [
-        {
-            "id": "p",
-            "cell_type": "code",
-            "metadata": {"tags": ["parameters"]},
-            "source": "experiment_id = None",
-            "outputs": [],
-            "execution_count": None,
-        },
-        {
-            "id": "r",
-            "cell_type": "code",
-            "metadata": {},
-            "source": "import testbed\ntestbed.record('seen', experiment_id)",
-            "outputs": [],
-            "execution_count": None,
-        },
-    ],
-}
+NOTEBOOK = parameterised_notebook("import testbed\ntestbed.record('seen', experiment_id)")
 
 
 def trail(host, *args: str) -> list[dict]:
@@ -68,17 +44,6 @@ def trail(host, *args: str) -> list[dict]:
         f"{PY} -m testbed_hub.audit report --log {AUDIT_LOG} " + " ".join(map(shlex.quote, args))
     )
     return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def poll(what, check, timeout: float = 60.0, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def running(host) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from testbed_devtools.hubclient import HubSession
+from testbed_devtools.waiting import parameterised_notebook
 from testbed_hub.auth import identity_to_username
 from testbed_sim.seed import generate
 
@@ -129,31 +130,7 @@ def test_run_notebooks_all_experiments_six_kernels_at_once(sso, record_property)
 #: Issue 14's soak: batches of six kernels started at once, in the user's own server
 #: (a researcher's terminal), each batch on six experiments.
 SOAK_BATCHES = 30
-SOAK_NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-    },
-    "cells": [
-        {
-            "id": "p",
-            "cell_type": "code",
-            "metadata": {"tags": ["parameters"]},
-            "source": "experiment_id = None",
-            "outputs": [],
-            "execution_count": None,
-        },
-        {
-            "id": "r",
-            "cell_type": "code",
-            "metadata": {},
-            "source": "import os, testbed\ntestbed.record('pid', os.getpid())",
-            "outputs": [],
-            "execution_count": None,
-        },
-    ],
-}
+SOAK_NOTEBOOK = parameterised_notebook("import os, testbed\ntestbed.record('pid', os.getpid())")
 
 
 def test_thirty_batches_of_six_kernels_all_report_ok(host, sso, record_property):

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from testbed_devtools.hubclient import HubSession
+from testbed_devtools.waiting import poll
 from testbed_hub.auth import identity_to_username
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,18 +51,6 @@ def api(host, path: str, **params) -> dict:
 
 def query(host, expr: str) -> list[dict]:
     return api(host, "/api/v1/query", query=expr)["result"]
-
-
-def poll(what, check, timeout: float, every: float = 3.0):
-    """check() until it returns something truthy, or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def seconds(duration: str) -> float:
