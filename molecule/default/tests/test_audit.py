@@ -107,7 +107,7 @@ def session_events(host):
     r = s.api(
         "GET",
         "contents/audit.ipynb",
-        params={"type": "notebook", "format": "json", "content": "0", "hash": "0"},
+        params={"type": "notebook", "content": "0", "hash": "0"},
     )
     assert r.status_code == 200 and r.json()["type"] == "notebook", r.status_code
     r = s.api(
