@@ -280,6 +280,14 @@ def test_socket_round_trip_into_the_log(tmp_path):
     assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
 
 
+def wait_for_a_record(proc: subprocess.Popen, log, deadline: float) -> None:
+    """Until the collector ``proc`` has written a whole line to ``log``; fails with its
+    stderr when it exits or ``deadline`` (monotonic) passes."""
+    while not (log.exists() and log.read_bytes().endswith(b"\n")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+
+
 def test_cli_collects_until_sigterm(tmp_path):
     sock = tmp_path / "run" / "nginx.sock"
     log = tmp_path / "audit.log"
@@ -298,9 +306,7 @@ def test_cli_collects_until_sigterm(tmp_path):
             time.sleep(0.05)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
             client.sendto(datagram(entry("/jupyter/user/alice/files/x.csv")), str(sock))
-        while not (log.exists() and log.read_bytes().endswith(b"\n")):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
+        wait_for_a_record(proc, log, deadline)
     finally:
         proc.terminate()
         rc = proc.wait(timeout=30)
@@ -329,10 +335,7 @@ def test_cli_takes_the_socket_from_systemd_and_leaves_it(tmp_path):
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
             client.sendto(datagram(entry("/jupyter/user/alice/files/y.csv")), str(path))
-        deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_bytes().endswith(b"\n")):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
+        wait_for_a_record(proc, log, time.monotonic() + 60)
     finally:
         proc.terminate()
         rc = proc.wait(timeout=30)
