@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import soundfile
+from nbclient import NotebookClient
 
 from testbed.batch import inspect_notebook, plan_batch, run_batch
+from testbed.errors import RecordingMissing
 
 DEMOS = ["01-experiment-overview", "02-ptt-performance", "03-audio"]
 NOTEBOOKS = Path(__file__).resolve().parents[3] / "files" / "notebooks"
@@ -55,6 +59,59 @@ def batch(name, experiments, tmp_path, **params):
     return outcome, rows
 
 
+def outputs_of(path: Path) -> list[dict]:
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells for o in c.get("outputs", [])]
+
+
+class Table(HTMLParser):
+    """A rendered HTML table as rows of cell texts: the header rows (``thead``) apart."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.head: list[list[str]] = []
+        self.body: list[list[str]] = []
+        self._rows = self.head
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self._rows = self.body
+        elif tag == "tr":
+            self._rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._rows[-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def width_chars(self) -> int:
+        """Characters of the widest cell of each column, summed: what one line per
+        row needs (a browser draws the table about 7 px per character wide)."""
+        return sum(max(len(cell) for cell in column) for column in zip(*self.head, *self.body))
+
+
+def html_tables(outputs) -> list[Table]:
+    tables = []
+    for o in outputs:
+        text = o.get("data", {}).get("text/html", "")
+        if "<table" in text:
+            table = Table()
+            table.feed(text)
+            tables.append(table)
+    return tables
+
+
+def texts(outputs) -> str:
+    return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+
+
 def events_of(seed_data, exp_id):
     return [e for e in seed_data.ptt_events if e["experiment_id"] == exp_id]
 
@@ -73,11 +130,26 @@ def test_overview(seed_data, tmp_path):
         assert rec["experiment_packet_loss_pct"] == doc["channel"]["packet_loss_pct"]
         assert rec["experiment_n_events"] == len(events_of(seed_data, exp))
         assert int(rows[exp]["n_experiments"]) == len(seed_data.experiments)
-    executed = nbformat.read(outcome.directory / "experiments" / "exp-001.ipynb", as_version=4)
-    images = [
-        o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
-    assert len(images) == 1
+    outputs = outputs_of(outcome.directory / "experiments" / "exp-001.ipynb")
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    # the table of experiments: whole titles, one header line, narrow enough for the page
+    (table,) = html_tables(outputs)
+    assert len(table.head) == 1, table.head
+    header = table.head[0]
+    assert header == ["experiment", "title", "date (UTC)", "kbit/s", "BER", "events", "recordings"]
+    assert [row[0] for row in table.body] == [e["_id"] for e in seed_data.experiments]
+    titles = [row[1] for row in table.body]
+    assert titles == [e["title"] for e in seed_data.experiments]  # whole, never "..."
+    # one line per row at about 7 px a character plus padding: <= 110 characters is
+    # about 900 px, inside JupyterLab's notebook column on a laptop screen
+    assert table.width_chars() <= 110, table.width_chars()
+    exp = seed_data.experiments[0]
+    first = dict(zip(header, table.body[0], strict=True))
+    assert first["date (UTC)"] == exp["date"].strftime("%Y-%m-%d %H:%M")
+    assert int(first["kbit/s"]) == exp["channel"]["bandwidth_kbps"]
+    assert first["BER"] == f"{exp['channel']['bit_error_rate']:.0e}"
+    assert int(first["events"]) == len(events_of(seed_data, exp["_id"]))
+    assert int(first["recordings"]) == len(exp["recordings"])
 
 
 @pytest.mark.slow
@@ -127,7 +199,185 @@ def test_audio(seed_data, media, tmp_path):
         assert float(row["recording_duration_s"]) == pytest.approx(event["duration_s"], abs=1e-3)
         samples, _ = soundfile.read(media / first, dtype="float64")
         assert float(row["rms"]) == pytest.approx(np.sqrt(np.mean(samples**2)), abs=2e-6)
-    executed = nbformat.read(outcome.directory / "experiments" / "exp-001.ipynb", as_version=4)
-    outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+    outputs = outputs_of(outcome.directory / "experiments" / "exp-001.ipynb")
     assert any("<audio" in o.get("data", {}).get("text/html", "") for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    # without recordings: a sentence naming the experiments that have some, no plot
+    outputs = outputs_of(outcome.directory / "experiments" / "exp-005.ipynb")
+    have = ", ".join(e["_id"] for e in seed_data.experiments if e["recordings"])
+    assert (
+        f"exp-005 has no recordings: nothing to plot or play. Experiments with recordings: {have}."
+        in texts(outputs)
+    )
+    assert not any("image/png" in o.get("data", {}) for o in outputs)
+
+
+# -- what a reader sees: figures, tables, messages -------------------------------------
+
+#: First cell of an instrumented run: the inline backend keeps figures open after it
+#: shows them, so the last cell can describe every figure the notebook drew.
+KEEP_FIGURES = """\
+from matplotlib_inline.config import InlineBackend
+InlineBackend.instance().close_figures = False
+"""
+
+#: Last cell: each figure's axes as the reader sees them (titles, labels, ticks in
+#: view, colour bars, scatter points in pixels with their marker radius).
+DESCRIBE_FIGURES = """\
+import json as _json
+import matplotlib.pyplot as _plt
+import numpy as _np
+
+
+def _describe(fig):
+    fig.canvas.draw()
+    mapped = [c for ax in fig.axes for c in ax.collections if c.get_array() is not None]
+    bar_axes = {id(c.colorbar.ax) for c in mapped if getattr(c, "colorbar", None)}
+    axes = []
+    for ax in fig.axes:
+        if not ax.axison:
+            continue
+        lo, hi = sorted(ax.get_ylim())
+        points = []
+        for c in ax.collections:
+            face = c.get_facecolor()
+            if type(c).__name__ != "PathCollection" or not len(face) or face[0][3] == 0:
+                continue  # not a scatter, or a ring drawn around a point
+            radius = _np.sqrt(c.get_sizes()) / 2 * fig.dpi / 72
+            for i, (x, y) in enumerate(ax.transData.transform(c.get_offsets())):
+                points.append([float(x), float(y), float(radius[i % len(radius)])])
+        axes.append(
+            {
+                "title": ax.get_title(),
+                "xlabel": ax.get_xlabel(),
+                "ylabel": ax.get_ylabel(),
+                "colorbar": id(ax) in bar_axes,
+                "yticks": [float(t) for t in ax.get_yticks() if lo <= t <= hi],
+                "colorbar_labels": [
+                    c.colorbar.ax.get_ylabel() if getattr(c, "colorbar", None) else None
+                    for c in ax.collections
+                    if c.get_array() is not None and id(ax) not in bar_axes
+                ],
+                "points": points,
+            }
+        )
+    return {"suptitle": fig._suptitle.get_text() if fig._suptitle else "", "axes": axes}
+
+
+print("FIGURES=" + _json.dumps([_describe(_plt.figure(n)) for n in _plt.get_fignums()]))
+"""
+
+UNIT = re.compile(r"\(.+\)$")  # "delay (ms)", "bandwidth (kbit/s)"
+
+
+def labelled(label: str) -> bool:
+    """An axis label names its quantity and unit; counts and categories have none."""
+    return bool(UNIT.search(label)) or label.startswith(("number of ", "experiment"))
+
+
+def run_instrumented(name: str, experiment_id: str, tmp_path: Path) -> tuple[list, list]:
+    """Execute a demo notebook for one experiment; return its figures' descriptions and
+    the outputs of its own cells."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"experiment_id = {experiment_id!r}"))
+    nb.cells.insert(0, nbformat.v4.new_code_cell(KEEP_FIGURES))
+    nb.cells.append(nbformat.v4.new_code_cell(DESCRIBE_FIGURES))
+    client = NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    figures = json.loads(printed.split("FIGURES=", 1)[1])
+    outputs = [o for c in nb.cells[1:-1] for o in c.get("outputs", [])]
+    return figures, outputs
+
+
+def crowded(points: list[list[float]]) -> list[tuple[int, int, float]]:
+    """Pairs of scatter points whose markers overlap by more than a quarter of their
+    width (the one below would be mostly hidden), with their distance in pixels."""
+    close = []
+    for i, (x1, y1, r1) in enumerate(points):
+        for j, (x2, y2, r2) in enumerate(points[i + 1 :], start=i + 1):
+            distance = float(np.hypot(x1 - x2, y1 - y2))
+            if distance < 0.75 * (r1 + r2):
+                close.append((i, j, round(distance, 1)))
+    return close
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "experiment_id", "n_figures"),
+    [
+        ("01-experiment-overview", "exp-004", 1),
+        ("02-ptt-performance", "exp-001", 2),
+        ("03-audio", "exp-002", 1),
+    ],
+)
+def test_every_plot_is_titled_labelled_and_readable(
+    seed_data, tmp_path, name, experiment_id, n_figures
+):
+    figures, _ = run_instrumented(name, experiment_id, tmp_path)
+    assert len(figures) == n_figures
+    for fig in figures:
+        plots = [ax for ax in fig["axes"] if not ax["colorbar"]]
+        assert plots
+        for ax in plots:
+            assert ax["title"], ax
+            assert labelled(ax["xlabel"]) and labelled(ax["ylabel"]), ax
+            # every colour-mapped plot has a colour bar that says what the colour means
+            assert all(label and UNIT.search(label) for label in ax["colorbar_labels"]), ax
+            if ax["ylabel"].startswith("number of "):  # counts: whole ticks only
+                assert len(ax["yticks"]) >= 2 and all(t == int(t) for t in ax["yticks"]), ax
+            assert crowded(ax["points"]) == [], (ax["title"], crowded(ax["points"]))
+        for bar in (ax for ax in fig["axes"] if ax["colorbar"]):
+            assert UNIT.search(bar["ylabel"]), bar
+    doc = next(e for e in seed_data.experiments if e["_id"] == experiment_id)
+    axes = [ax for fig in figures for ax in fig["axes"]]
+    if name == "01-experiment-overview":
+        by_title = {ax["title"]: ax for ax in axes}
+        scatter = by_title[f"Channel settings of {len(seed_data.experiments)} experiments"]
+        bars = by_title["PTT events per experiment"]
+        # every experiment is a visible point; the bar chart counts events
+        assert len(scatter["points"]) == len(seed_data.experiments)
+        assert scatter["colorbar_labels"] == ["bandwidth (kbit/s)"]
+        assert bars["ylabel"] == "number of PTT events"
+    elif name == "02-ptt-performance":
+        hist, scatter = figures
+        assert hist["suptitle"] == f"{experiment_id}: {doc['title']}"
+        assert [ax["ylabel"] for ax in hist["axes"]] == ["number of events"] * 2
+        assert all(len(ax["points"]) == len(seed_data.experiments) for ax in scatter["axes"])
+    else:
+        (fig,) = figures
+        assert (
+            fig["suptitle"]
+            == f"{experiment_id}, ptt-{int(doc['recordings'][0][-8:-4]):04d}.wav: {doc['title']}"
+        )
+        assert [ax["colorbar"] for ax in fig["axes"]] == [False, False, True]
+
+
+def readme_snippet() -> str:
+    readme = (NOTEBOOKS.parents[1] / "README.md").read_text(encoding="utf-8")
+    after = readme.split("In a notebook:", 1)[1]
+    return re.search(r"```python\n(.*?)```", after, re.S).group(1)
+
+
+def test_readme_snippet_works_for_every_experiment(seed_data):
+    snippet = readme_snippet()
+    assert 'experiment_id = "exp-001"' in snippet
+    played = []
+    for exp in seed_data.experiments:
+        code = snippet.replace('experiment_id = "exp-001"', f"experiment_id = {exp['_id']!r}")
+        scope: dict = {}
+        if exp["recordings"]:
+            exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+            assert [str(p) for p in scope["paths"]][0].endswith(exp["recordings"][0])
+            played.append(exp["_id"])
+            continue
+        # the seed's experiment without recordings: a testbed error that says so and
+        # names the experiments to try instead, not a bare IndexError
+        with pytest.raises(RecordingMissing) as raised:
+            exec(compile(code, "README.md", "exec"), scope)  # noqa: S102
+        have = [e["_id"] for e in seed_data.experiments if e["recordings"]]
+        assert str(raised.value) == f"{exp['_id']} has no recordings; these have: {', '.join(have)}"
+    assert len(played) == len(seed_data.experiments) - 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import statistics
 
 import pytest
@@ -53,6 +54,51 @@ def test_events_reference_their_experiment_and_recordings(seed_data):
         starts = [e["t_start"] for e in events]
         assert starts == sorted(starts)
         assert starts[0] > exp["date"]
+
+
+TITLE = re.compile(
+    r"^(?P<scenario>[A-Z][a-z ]+): (?P<terminals>\d) terminals, (?P<delay>\d+) ms delay, "
+    r"(?P<loss>[\d.]+)% loss$"
+)
+
+
+@pytest.mark.parametrize("rng_seed", [seed.DEFAULT_SEED, *range(1, 11)])
+def test_titles_match_the_channel(rng_seed):
+    """The new researcher's 'lossy radio link' with 0 % loss: a title's scenario and
+    numbers agree with the experiment's channel and participants."""
+    data = seed.generate(rng_seed, 60)
+    scenarios = set()
+    for exp in data.experiments:
+        ch = exp["channel"]
+        m = TITLE.match(exp["title"])
+        assert m, exp["title"]
+        assert int(m["terminals"]) == len(exp["participants"])
+        assert int(m["delay"]) == ch["delay_ms"]
+        assert float(m["loss"]) == ch["packet_loss_pct"]
+        name = m["scenario"].lower()
+        scenarios.add(name)
+        rule = {
+            "lossy radio link": ch["packet_loss_pct"] >= 1.0,
+            "satellite backhaul": ch["delay_ms"] >= 150,
+            "congested backhaul": ch["delay_ms"] >= 80,
+            "narrowband fallback": ch["bandwidth_kbps"] <= 32,
+            "cell edge": ch["packet_loss_pct"] > 0 or ch["bit_error_rate"] >= 1e-5,
+            "baseline": ch["packet_loss_pct"] == 0
+            and ch["bit_error_rate"] <= 1e-6
+            and ch["delay_ms"] <= 40
+            and ch["bandwidth_kbps"] >= 64,
+        }
+        assert rule[name], f"{exp['_id']}: {exp['title']!r} contradicts {ch}"
+    assert len(scenarios) >= 4, scenarios  # still a mix, not one name for everything
+
+
+def test_default_titles(seed_data):
+    titles = {e["_id"]: e["title"] for e in seed_data.experiments}
+    # exp-001 drew "congested backhaul" for a 10 ms link: named by its 5 % loss
+    assert titles["exp-001"] == "Lossy radio link: 3 terminals, 10 ms delay, 5% loss"
+    # a drawn name that fits is kept
+    assert titles["exp-021"] == "Congested backhaul: 5 terminals, 150 ms delay, 0.5% loss"
+    assert not any(t.startswith("Lossy") for t in titles.values() if t.endswith(" 0% loss"))
 
 
 def test_recordings_path_shape_and_counts(seed_data):

@@ -42,6 +42,16 @@ SCENARIOS = (
     "lossy radio link",
     "narrowband fallback",
 )
+#: Which scenario names a channel when the drawn one does not fit it: the most
+#: specific first.
+SCENARIO_PREFERENCE = (
+    "satellite backhaul",
+    "lossy radio link",
+    "narrowband fallback",
+    "cell edge",
+    "congested backhaul",
+    "baseline",
+)
 
 UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PHRASES = (
@@ -90,6 +100,30 @@ def mouth_to_ear_ms(channel: dict[str, Any], jitter: float) -> float:
         + jitter,
         1,
     )
+
+
+def scenario_fits(name: str, channel: dict[str, Any]) -> bool:
+    """Whether a scenario name describes a channel: a title never calls a link
+    without loss "lossy" or a 10 ms link "satellite"."""
+    loss, ber = channel["packet_loss_pct"], channel["bit_error_rate"]
+    delay, bandwidth = channel["delay_ms"], channel["bandwidth_kbps"]
+    return {
+        "baseline": loss == 0 and ber <= 1e-6 and delay <= 40 and bandwidth >= 64,
+        "congested backhaul": delay >= 80,
+        "cell edge": loss > 0 or ber >= 1e-5,
+        "satellite backhaul": delay >= 150,
+        "lossy radio link": loss >= 1.0,
+        "narrowband fallback": bandwidth <= 32,
+    }[name]
+
+
+def scenario(channel: dict[str, Any], drawn: str) -> str:
+    """The scenario of an experiment: the drawn one if it fits the channel, else the
+    first of :data:`SCENARIO_PREFERENCE` that does (every channel fits at least
+    "cell edge", "congested backhaul", "narrowband fallback" or "baseline")."""
+    if scenario_fits(drawn, channel):
+        return drawn
+    return next(name for name in SCENARIO_PREFERENCE if scenario_fits(name, channel))
 
 
 def _phrase(rng: random.Random) -> str:
@@ -155,11 +189,14 @@ def generate(seed: int = DEFAULT_SEED, experiments: int = DEFAULT_EXPERIMENTS) -
             event_docs.append(event)
             t += dt.timedelta(seconds=duration + rng.uniform(1.5, 12.0))
             t = t.replace(microsecond=(t.microsecond // 1000) * 1000)
+        # drawn here, after the events, as before: the random stream (and so every
+        # other value) does not change; only a name that contradicts the channel does
+        name = scenario(channel, rng.choice(SCENARIOS))
         exp_docs.append(
             {
                 "_id": exp_id,
                 "name": exp_id,
-                "title": f"{rng.choice(SCENARIOS).capitalize()}: {n_part} terminals, "
+                "title": f"{name.capitalize()}: {n_part} terminals, "
                 f"{channel['delay_ms']} ms delay, {channel['packet_loss_pct']:g}% loss",
                 "date": when,
                 "channel": channel,
