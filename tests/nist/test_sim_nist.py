@@ -100,7 +100,11 @@ def test_nists_device_delay_convention(tmp_path):
     ("kwargs", "message"),
     [
         ({"m2e_latency_s": 0.0}, "m2e_latency_s must be > 0"),
-        ({"m2e_latency_s": 0.2, "access_delay_s": 2.0}, "access_delay_s must be 0 .. 1.2 s"),
+        ({"m2e_latency_s": 0.2, "access_delay_s": 3.0}, r"access_delay_s must be 0 \.\. 2\.4 s"),
+        (
+            {"m2e_latency_s": 0.2, "access_delay_s": 0.2, "access": nist.AccessTest(ptt_rep=1)},
+            "ptt_rep must be an integer >= 2",
+        ),
         ({"m2e_latency_s": 0.2, "m2e": nist.M2ETest(trials=0)}, "trials must be a positive"),
         ({"m2e_latency_s": 0.2, "m2e": nist.M2ETest(clips=("x",))}, "shipped clips"),
     ],
@@ -132,3 +136,48 @@ def test_missing_package_is_named(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(nist.NistError, match=r"cannot import abcmrt .*abcmrt16==1\.0\.1"):
         nist.check_environment(access_time=True)
+
+
+ACCESS = [("exp-011", 0.2345), ("exp-012", 0.6180)]
+
+
+@pytest.fixture(scope="module")
+def access_runs(tmp_path_factory):
+    media = tmp_path_factory.mktemp("media-access")
+    docs = {}
+    for exp_id, delay in ACCESS:
+        docs[exp_id] = nist.run_experiment(
+            media, nist.Experiment(exp_id, m2e_latency_s=0.2, access_delay_s=delay, seed=7)
+        )
+    return media, docs
+
+
+def test_access_layout_is_nists(access_runs):
+    media, docs = access_runs
+    for exp_id, delay in ACCESS:
+        acc = docs[exp_id]["access_time"]
+        assert acc["injected_access_delay_s"] == delay
+        assert acc["access_truth_ms"] == pytest.approx(delay * 1000)
+        assert acc["resolution_s"] == nist.BISECT_TOLERANCE_S
+        (csv_name,) = acc["csvs"]
+        rel = Path(csv_name)
+        # <media>/<exp>/nist/access_time/<stamp>_Access1Loc/<stamp>_Access1Loc_<clip>.csv
+        assert rel.parts[:3] == (exp_id, "nist", "access_time")
+        assert rel.parent.name.endswith("_Access1Loc")
+        assert rel.stem == f"{rel.parent.name}_F1_b9_w1_bed"
+        # NIST's evaluation needs the clip's cut points next to the test
+        assert (media / acc["wav_dir"] / "Tx_F1_b9_w1_bed.csv").is_file()
+
+
+def test_access_delay_within_nists_resolution(access_runs):
+    from mcvqoe.accesstime.access_time_eval import evaluate
+
+    media, docs = access_runs
+    for exp_id, _ in ACCESS:
+        acc = docs[exp_id]["access_time"]
+        result = evaluate(
+            [str(media / p) for p in acc["csvs"]], wav_dirs=[str(media / acc["wav_dir"])]
+        )
+        value, ci = result.eval(acc["alpha"])
+        error_ms = value * 1000 - acc["access_truth_ms"]
+        assert abs(error_ms) <= acc["resolution_s"] * 1000, (exp_id, value, ci)

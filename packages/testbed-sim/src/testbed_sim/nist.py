@@ -77,6 +77,8 @@ M2E_CLIPS = (
 ACCESS_CLIPS = ("F1_b9_w1_bed", "F3_b31_w2_law", "M3_b38_w1_hang", "M4_b14_w1_not")
 #: Start of the first (P1) word in every shipped access-time clip, seconds.
 ACCESS_P1_START_S = 2.5
+#: NIST's bisection tolerance, ``bisect_tol`` in ``access_time.py`` (run_1loc).
+BISECT_TOLERANCE_S = 0.005
 
 _INSTALL_HINT = (
     "install NIST's packages in the simulator's virtualenv: pip install 'numpy<2' "
@@ -106,18 +108,23 @@ class M2ETest:
 class AccessTest:
     """Parameters of an access-time test (NIST ``mcvqoe.accesstime.measure``).
 
-    NIST's defaults are all four clips, ``ptt_step`` 20 ms, ``ptt_rep`` 30 and PTT
-    times from 0 s to the end of the first word (about 2 900 trials). Here the PTT
-    times are limited to ``ptt_window_s`` before the first word's start (the access
-    delays the seed draws are below that), which NIST's ``ptt_delay = [min, max]``
-    supports; ``auto_stop`` is off (it needs ``ptt_rep`` >= 16). The estimate's
-    resolution is ``ptt_step_s``.
+    NIST's defaults (mcvqoe-accesstime 2.2.3) are all four clips, ``ptt_rep`` 30 and
+    PTT times every ``ptt_step`` 20 ms from 0 s to the end of the first word: about
+    580 trials a clip. ``bisect`` is NIST's ``bisect_midpoint`` mode ("a much faster
+    test", not yet NIST's default): the PTT times start at both ends and the midpoint
+    and then bisect towards the intelligibility curve's midpoint to a tolerance of
+    5 ms (``bisect_tol``, access_time.py), 11 PTT times for the shipped clips; that
+    tolerance is then the estimate's resolution. Without ``bisect``, PTT times are
+    every ``ptt_step_s``. ``auto_stop`` is off (it needs ``ptt_rep`` >= 16).
+    ``ptt_delay_s`` is NIST's ``ptt_delay``: ``(min,)`` for min .. the end of the
+    first word, or ``(min, max)``.
     """
 
     clips: tuple[str, ...] = ("F1_b9_w1_bed",)
-    ptt_step_s: float = 0.02
+    bisect: bool = True
     ptt_rep: int = 4
-    ptt_window_s: float = 1.2
+    ptt_step_s: float = 0.02
+    ptt_delay_s: tuple[float, ...] = (0.0,)
     alpha: float = 0.9
 
     def check(self) -> None:
@@ -126,21 +133,27 @@ class AccessTest:
             raise NistError(f"ptt_step_s must be 0.001 .. 0.5 s, got {self.ptt_step_s!r}")
         if not isinstance(self.ptt_rep, int) or self.ptt_rep < 2:
             raise NistError(f"ptt_rep must be an integer >= 2, got {self.ptt_rep!r}")
-        if not 0.2 <= self.ptt_window_s <= ACCESS_P1_START_S:
+        delays = tuple(self.ptt_delay_s)
+        if not 1 <= len(delays) <= 2 or not all(
+            0.0 <= d <= ACCESS_P1_START_S + 0.5 for d in delays
+        ):
             raise NistError(
-                f"ptt_window_s must be 0.2 .. {ACCESS_P1_START_S} s (the silence before "
-                f"the first word), got {self.ptt_window_s!r}"
+                "ptt_delay_s must be (min,) or (min, max), seconds after the clip's start "
+                f"(the first word starts at {ACCESS_P1_START_S} s), got {self.ptt_delay_s!r}"
             )
         if not 0.5 <= self.alpha < 1:
             raise NistError(f"alpha must be 0.5 .. <1, got {self.alpha!r}")
 
-    def ptt_delay_s(self) -> list[float]:
-        """NIST's ``ptt_delay`` (smallest, largest PTT time after the clip starts).
+    @property
+    def resolution_s(self) -> float:
+        """The PTT-time resolution of the test: NIST's bisection tolerance or the step."""
+        return BISECT_TOLERANCE_S if self.bisect else self.ptt_step_s
 
-        The largest is the first word's start plus one step, so the curve's upper
-        end (the word cut from its start) is sampled too."""
-        low = round(ACCESS_P1_START_S - self.ptt_window_s, 6)
-        return [max(0.0, low), round(ACCESS_P1_START_S + self.ptt_step_s, 6)]
+    @property
+    def max_access_delay_s(self) -> float:
+        """The largest access delay the test can see: the earliest PTT time must leave
+        the first word audible."""
+        return ACCESS_P1_START_S - min(self.ptt_delay_s)
 
 
 def _check_clips(what: str, clips: tuple[str, ...], known: tuple[str, ...]) -> None:
@@ -314,9 +327,9 @@ def _run_access(
         ptt_gap=0,
         ptt_step=test.ptt_step_s,
         ptt_rep=test.ptt_rep,
-        ptt_delay=test.ptt_delay_s(),
+        ptt_delay=list(test.ptt_delay_s),
         auto_stop=False,
-        bisect_midpoint=False,
+        bisect_midpoint=test.bisect,
         pause_trials=np.inf,
         # The evaluation reads the CSVs and the cut points; the received audio of
         # hundreds of trials is not kept (NIST zips it with LZMA: half the run time).
@@ -379,11 +392,12 @@ class Experiment:
         self.m2e.check()
         if self.access_delay_s is not None:
             self.access.check()
-            if not 0.0 <= self.access_delay_s < self.access.ptt_window_s:
+            limit = self.access.max_access_delay_s - 0.1
+            if not 0.0 <= self.access_delay_s <= limit:
                 raise NistError(
-                    f"{exp}: access_delay_s must be 0 .. {self.access.ptt_window_s} s (the "
-                    f"access test's PTT window, AccessTest.ptt_window_s), got "
-                    f"{self.access_delay_s!r}"
+                    f"{exp}: access_delay_s must be 0 .. {limit:g} s (the first word of "
+                    f"NIST's clips starts {self.access.max_access_delay_s:g} s after the "
+                    f"earliest PTT time, AccessTest.ptt_delay_s), got {self.access_delay_s!r}"
                 )
 
 
@@ -462,6 +476,7 @@ def run_experiment(
         csvs = [moved(p) for p in access_csvs]
         access = asdict(experiment.access)
         access["clips"] = list(experiment.access.clips)
+        access["ptt_delay_s"] = list(experiment.access.ptt_delay_s)
         doc["access_time"] = {
             "csvs": [_rel(p, media) for p in csvs],
             "wav_dir": _rel(csvs[0].parent / "wav", media),
@@ -470,8 +485,7 @@ def run_experiment(
                 float(experiment.access_delay_s),  # type: ignore[arg-type]
                 experiment.device_delay_s,
             ),
-            "resolution_s": experiment.access.ptt_step_s,
-            "ptt_delay_s": experiment.access.ptt_delay_s(),
+            "resolution_s": experiment.access.resolution_s,
             "seed": access_seed,
             **access,
         }
