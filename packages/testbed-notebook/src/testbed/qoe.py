@@ -44,7 +44,16 @@ from testbed.errors import NoNistTest, RecordingMissing, TestbedError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["AccessDelay", "M2E", "NistTest", "access_delay", "experiments_with", "m2e", "nist_test"]
+__all__ = [
+    "AccessDelay",
+    "M2E",
+    "NistTest",
+    "NoNistTest",
+    "access_delay",
+    "experiments_with",
+    "m2e",
+    "nist_test",
+]
 
 KINDS = {"m2e": "mouth-to-ear (M2E)", "access_time": "access-time"}
 #: NIST's alpha for access delay: 90 % of the asymptotic intelligibility.
@@ -214,7 +223,9 @@ def m2e(experiment_id: str) -> M2E:
             "m2e_latency_ms": latency * 1000.0,
             "timestamp": raw["Timestamp"],
             # NIST names the received audio Rx<trial>_<clip>.wav (mcvqoe.base.Measure)
-            "recording": [test.wav_dir / f"Rx{n}_{c}.wav" for n, c in zip(trial, raw["Filename"])],
+            "recording": [
+                test.wav_dir / f"Rx{n}_{c}.wav" for n, c in zip(trial, raw["Filename"], strict=True)
+            ],
         }
     )
     injected = test.meta.get("injected_m2e_latency_s")
@@ -322,6 +333,11 @@ def access_delay(experiment_id: str, alpha: float = DEFAULT_ALPHA) -> AccessDela
     for a in np.round(np.arange(0.5, 0.995, 0.01), 2):
         v, (lo, hi) = result.eval(float(a))
         rows.append(
-            {"alpha": float(a), "access_delay_s": float(v), "ci_low_s": float(lo), "ci_high_s": float(hi)}
+            {
+                "alpha": float(a),
+                "access_delay_s": float(v),
+                "ci_low_s": float(lo),
+                "ci_high_s": float(hi),
+            }
         )
     return AccessDelay(trials, summary, pd.DataFrame(rows))

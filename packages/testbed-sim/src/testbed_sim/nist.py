@@ -82,8 +82,7 @@ BISECT_TOLERANCE_S = 0.005
 
 _INSTALL_HINT = (
     "install NIST's packages in the simulator's virtualenv: pip install 'numpy<2' "
-    "'setuptools<80' "
-    + " ".join(f"{name}=={version}" for name, version in PINNED.items())
+    "'setuptools<80' " + " ".join(f"{name}=={version}" for name, version in PINNED.items())
 )
 
 
@@ -388,7 +387,9 @@ class Experiment:
                 f"got {self.m2e_latency_s!r}"
             )
         if not 0.0 <= self.device_delay_s <= 0.5:
-            raise NistError(f"{exp}: device_delay_s must be 0 .. 0.5 s, got {self.device_delay_s!r}")
+            raise NistError(
+                f"{exp}: device_delay_s must be 0 .. 0.5 s, got {self.device_delay_s!r}"
+            )
         self.m2e.check()
         if self.access_delay_s is not None:
             self.access.check()
@@ -490,4 +491,3 @@ def run_experiment(
             **access,
         }
     return doc
-
