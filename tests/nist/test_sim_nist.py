@@ -54,8 +54,9 @@ def test_layout_is_nists(runs):
         assert rel.parts[:3] == (exp_id, "nist", "m2e")
         assert rel.parent.name.endswith("_M2E") and rel.stem == rel.parent.name
         assert (media / exp_id / "nist" / "m2e" / "tests.log").is_file()
-        wavs = sorted(p.name for p in (media / m2e["wav_dir"]).glob("Rx*.wav"))
+        wavs = sorted(p.name for p in (media / m2e["wav_dir"]).glob("*.wav"))
         assert len(wavs) == m2e["trials"] == len(_rows(csv_path))
+        assert all(name.startswith("Rx") for name in wavs)  # received audio only
         for row in _rows(csv_path):
             assert row["Filename"] in nist.M2E_CLIPS
         assert not list((media / exp_id).glob(".nist-*")), "no build folder left behind"
@@ -165,8 +166,9 @@ def test_access_layout_is_nists(access_runs):
         assert rel.parts[:3] == (exp_id, "nist", "access_time")
         assert rel.parent.name.endswith("_Access1Loc")
         assert rel.stem == f"{rel.parent.name}_F1_b9_w1_bed"
-        # NIST's evaluation needs the clip's cut points next to the test
+        # NIST's evaluation needs the clip's cut points next to the test; no audio kept
         assert (media / acc["wav_dir"] / "Tx_F1_b9_w1_bed.csv").is_file()
+        assert not list((media / acc["wav_dir"]).glob("*.wav"))
 
 
 def test_access_delay_within_nists_resolution(access_runs):

@@ -288,6 +288,9 @@ def _run_m2e(
         outdir=str(outdir),
         ptt_wait=0,
         ptt_gap=0,
+        # the received audio (Rx<trial>_<clip>.wav) is kept for listening; the
+        # transmitted clips are NIST's shipped ones (NIST's m2e_simulate keeps neither)
+        save_tx_audio=False,
         rng=np.random.default_rng(seed),
         progress_update=_quiet_progress,
         get_post_notes=dict,
@@ -330,8 +333,8 @@ def _run_access(
         auto_stop=False,
         bisect_midpoint=test.bisect,
         pause_trials=np.inf,
-        # The evaluation reads the CSVs and the cut points; the received audio of
-        # hundreds of trials is not kept (NIST zips it with LZMA: half the run time).
+        # The evaluation reads the CSVs and the cut points; the received audio is not
+        # kept (NIST would zip it with LZMA: half the run time with save_audio).
         save_audio=False,
         zip_audio=False,
         progress_update=_quiet_progress,
@@ -342,6 +345,10 @@ def _run_access(
     with _global_numpy_seed(seed):
         meas.run(recovery=False)
     folder = Path(meas.data_dirs[0])
+    # mcvqoe-accesstime 2.2.3 leaves the received audio when save_audio is off
+    # (it only zips it when both save_audio and zip_audio are on): 1.2 MB a trial.
+    for wav in (folder / "wav").glob("Rx*.wav"):
+        wav.unlink()
     return sorted(folder.glob("*.csv"))
 
 
