@@ -77,12 +77,25 @@ def test_measured_within_1ms_of_truth(runs):
 def test_same_seed_same_values_and_rerun_replaces(tmp_path, runs):
     media, docs = runs
     first = _values(media / docs["exp-002"]["m2e"]["csv"])
-    again = nist.run_experiment(tmp_path, nist.Experiment("exp-002", 0.25, seed=7))
+    again = nist.run_experiment(tmp_path, nist.Experiment("exp-002", 0.25, seed=7), reuse=False)
     assert _values(tmp_path / again["m2e"]["csv"]) == first
     other = nist.run_experiment(tmp_path, nist.Experiment("exp-002", 0.25, seed=8))
     # a second run replaces the first: one test folder only
     assert len(list((tmp_path / "exp-002" / "nist" / "m2e").glob("*_M2E"))) == 1
     assert [f for f, _ in _values(tmp_path / other["m2e"]["csv"])] != [f for f, _ in first]
+
+
+def test_document_stored_and_reused(tmp_path):
+    exp = nist.Experiment("exp-004", 0.2, seed=2)
+    doc = nist.run_experiment(tmp_path, exp)
+    assert nist.load_document(tmp_path, "exp-004") == doc
+    assert doc["cache_key"] == nist.cache_key(exp)
+    again = nist.run_experiment(tmp_path, exp)  # same content: nothing runs
+    assert again == doc
+    changed = nist.run_experiment(tmp_path, nist.Experiment("exp-004", 0.3, seed=2))
+    assert changed["cache_key"] != doc["cache_key"]
+    (tmp_path / changed["m2e"]["csv"]).unlink()
+    assert nist.load_document(tmp_path, "exp-004") is None  # a named file is missing
 
 
 def test_nists_device_delay_convention(tmp_path):

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -67,6 +68,10 @@ NIST_DEVICE_DELAY_S = 0.031
 #: The sub-folder of an experiment's media folder that holds NIST's outputs.
 NIST_DIR = "nist"
 M2E_DIR = "m2e"
+#: The experiment's ``nist`` document, stored beside its tests.
+DOCUMENT = "nist.json"
+#: Version of this module's output (layout and document); part of the cache key.
+FORMAT = 1
 ACCESS_DIR = "access_time"
 M2E_CLIPS = (
     "F1_harvard_phrases",
@@ -409,17 +414,43 @@ class Experiment:
                 )
 
 
+def cache_key(experiment: Experiment) -> str:
+    """Content hash of what the experiment's NIST folder is made from: the experiment's
+    parameters and seed, NIST's installed versions, this module's output format."""
+    payload = {"format": FORMAT, "experiment": asdict(experiment), "versions": versions()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def load_document(media_dir: Path | str, experiment_id: str) -> dict[str, Any] | None:
+    """The ``nist`` document stored beside an experiment's tests (``nist/nist.json``),
+    or None when there is none or it names a file that is missing."""
+    media = Path(media_dir)
+    path = media / experiment_id / NIST_DIR / DOCUMENT
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = [doc.get("m2e", {}).get("csv")] + list(doc.get("access_time", {}).get("csvs", []))
+    if not all(isinstance(f, str) and (media / f).is_file() for f in files):
+        return None
+    return doc
+
+
 def run_experiment(
     media_dir: Path | str,
     experiment: Experiment,
     file_mode: int = 0o644,
     dir_mode: int = 0o755,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Run the experiment's NIST tests and write them under
     ``<media_dir>/<experiment id>/nist/``; return the ``nist`` part of its document.
 
-    Paths in the result are relative to ``media_dir`` (what ``testbed.data`` resolves
-    against the notebook's media mount). Raises :class:`NistError`.
+    The document is also stored there (``nist/nist.json``, with :func:`cache_key`);
+    with ``reuse`` a folder made from the same content is kept and its document
+    returned without running anything. Paths in the result are relative to
+    ``media_dir`` (what ``testbed.data`` resolves against the notebook's media mount).
+    Raises :class:`NistError`.
     """
     experiment.check()
     with_access = experiment.access_delay_s is not None
@@ -427,6 +458,11 @@ def run_experiment(
     media = Path(media_dir)
     exp = experiment.experiment_id
     target = media / exp / NIST_DIR
+    key = cache_key(experiment)
+    if reuse:
+        stored = load_document(media, exp)
+        if stored is not None and stored.get("cache_key") == key:
+            return stored
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{NIST_DIR}-", dir=target.parent))
@@ -497,4 +533,11 @@ def run_experiment(
             "seed": access_seed,
             **access,
         }
+    doc["cache_key"] = key
+    stored_at = target / DOCUMENT
+    try:
+        stored_at.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        stored_at.chmod(file_mode)
+    except OSError as exc:
+        raise NistError(f"cannot write {stored_at}: {exc}") from None
     return doc
