@@ -48,6 +48,7 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -547,3 +548,92 @@ def run_experiment(
     except OSError as exc:
         raise NistError(f"cannot write {stored_at}: {exc}") from None
     return doc
+
+
+# -- cache across stations ------------------------------------------------------------
+#
+# An experiment's ``nist`` folder is a pure function of :func:`cache_key` (its
+# parameters, seed, NIST's versions and :data:`FORMAT`): a station stores it as
+# ``<cache_dir>/<cache_key>.tar`` and another one (or the next Molecule instance)
+# restores it instead of measuring, as the notebook images are saved by content hash.
+
+
+def cache_path(cache_dir: Path | str, experiment: Experiment) -> Path:
+    """Where the experiment's ``nist`` folder is cached: ``<cache_dir>/<cache_key>.tar``."""
+    return Path(cache_dir) / f"{cache_key(experiment)}.tar"
+
+
+def store_in_cache(media_dir: Path | str, experiment: Experiment, cache_dir: Path | str) -> Path:
+    """Write the experiment's ``nist`` folder (made by :func:`run_experiment`) to the
+    cache as an uncompressed tar, atomically (a reader never sees half a file)."""
+    media = Path(media_dir)
+    folder = media / experiment.experiment_id / NIST_DIR
+    doc = load_document(media, experiment.experiment_id)
+    if doc is None or doc.get("cache_key") != cache_key(experiment):
+        raise NistError(f"{folder} holds no complete test of this experiment to cache")
+    target = cache_path(cache_dir, experiment)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            with tarfile.open(tmp, "w") as tar:
+                for path in sorted(folder.rglob("*")):
+                    tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+            Path(tmp).chmod(0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise NistError(f"cannot write the NIST cache file {target}: {exc}") from None
+    return target
+
+
+def _safe_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo]:
+    members = tar.getmembers()
+    for m in members:
+        parts = Path(m.name).parts
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in parts:
+            raise NistError(
+                f"{source}: unexpected member {m.name!r} (only plain files and folders "
+                "below the experiment's nist folder); delete the file to measure again"
+            )
+    return members
+
+
+def restore_from_cache(
+    media_dir: Path | str,
+    experiment: Experiment,
+    cache_dir: Path | str,
+    file_mode: int = 0o644,
+    dir_mode: int = 0o755,
+) -> dict[str, Any] | None:
+    """Put the cached ``nist`` folder of the experiment in place and return its
+    document; None when the cache has none (or an unusable one: it is measured then)."""
+    source = cache_path(cache_dir, experiment)
+    if not source.is_file():
+        return None
+    media = Path(media_dir)
+    exp = experiment.experiment_id
+    target = media / exp / NIST_DIR
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{NIST_DIR}-", dir=target.parent))
+    try:
+        with tarfile.open(source) as tar:
+            members = _safe_members(tar, source)
+            # members are checked above; Python's "data" filter too where it has one
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(build, members=members, **extra)  # noqa: S202
+        _chmod_tree(build, file_mode, dir_mode)
+        doc = json.loads((build / DOCUMENT).read_text(encoding="utf-8"))
+        if doc.get("cache_key") != cache_key(experiment):
+            raise NistError(f"{source}: its document has another cache key")
+        _replace_dir(build, target)
+    except (OSError, ValueError, tarfile.TarError, NistError):
+        shutil.rmtree(build, ignore_errors=True)
+        return None
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return load_document(media, exp)
