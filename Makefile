@@ -22,7 +22,7 @@ SCENARIOS_FIRST := notebook_image
 SCENARIOS_LATER :=
 SCENARIOS ?= $(SCENARIOS_FIRST) $(filter-out default $(SCENARIOS_FIRST) $(SCENARIOS_LATER),$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
 
-.PHONY: help venv host images lint docs unit molecule e2e test quick demo demo-clean bench check-collections clean
+.PHONY: help venv host images lint docs unit unit-nist molecule e2e test quick demo demo-clean bench check-collections clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -65,16 +65,32 @@ unit: venv ## pytest unit tests (no Docker), one worker per core
 	mkdir -p $(ARTIFACTS)/junit
 	pytest tests/unit -n $(UNIT_WORKERS) --dist loadscope --junitxml=$(ARTIFACTS)/junit/unit.xml
 
+# NIST's measurement needs NumPy < 2 and setuptools < 80 (the simulator's environment
+# on a station, testbed_sim_nist_requirements): tests/nist run in a virtualenv of their
+# own, built from tests/nist/requirements.txt, with this tree's sources on PYTHONPATH.
+NIST_VENV ?= .venv-nist
+$(NIST_VENV)/.stamp: tests/nist/requirements.txt
+	rm -rf $(NIST_VENV)
+	$(PYTHON) -m venv $(NIST_VENV)
+	$(NIST_VENV)/bin/pip install -q -r tests/nist/requirements.txt
+	touch $@
+
+unit-nist: $(NIST_VENV)/.stamp ## NIST's measurement and evaluation on a small generated set (NumPy<2 venv)
+	mkdir -p $(ARTIFACTS)/junit
+	PYTHONPATH=$(CURDIR)/packages/testbed-sim/src:$(CURDIR)/packages/testbed-notebook/src \
+	  $(NIST_VENV)/bin/python -m pytest tests/nist -p no:cacheprovider --junitxml=$(ARTIFACTS)/junit/nist.xml
+
 molecule: venv images ## every Molecule scenario (molecule test)
 	bash scripts/molecule-all.sh $(SCENARIOS)
 
-quick: lint unit ## lint + unit tests
+quick: lint unit unit-nist ## lint + unit tests
 
 test: ## everything CI runs: host set-up, lint, unit, Molecule, e2e, summary
 	rm -rf $(ARTIFACTS)/junit
 	$(MAKE) host venv
 	$(MAKE) lint
 	$(MAKE) unit
+	$(MAKE) unit-nist
 	$(MAKE) molecule
 	python -m testbed_devtools.junit_summary --allowed-skips tests/skips.yml $(ARTIFACTS)/junit/*.xml
 
@@ -91,4 +107,4 @@ demo-clean: venv ## remove the demo base station and its volumes
 	ansible-playbook -i inventory/demo playbooks/demo-clean.yml
 
 clean: ## remove the virtualenv, caches and artifacts (not Docker images)
-	rm -rf $(VENV) .cache $(ARTIFACTS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NIST_VENV) .cache $(ARTIFACTS) .pytest_cache .ruff_cache

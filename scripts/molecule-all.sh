@@ -3,7 +3,7 @@
 # exit non-zero when any failed. Each scenario's log goes to artifacts/molecule/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p artifacts/molecule artifacts/junit .cache/notebook-images
+mkdir -p artifacts/molecule artifacts/junit .cache/notebook-images .cache/nist
 failed=()
 for s in "$@"; do
   start=$(date +%s)

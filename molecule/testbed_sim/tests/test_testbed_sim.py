@@ -9,7 +9,7 @@ import struct
 import bson
 import pytest
 
-from testbed_sim import seed
+from testbed_sim import nist_seed, seed
 
 VENV = "/opt/testbed-sim"
 MEDIA = "/srv/lmr/wavs"
@@ -78,6 +78,7 @@ def test_secret_and_config_files(host):
         "seed": seed.DEFAULT_SEED,
         "experiments": 24,
         "users": [],
+        "nist_media_dir": MEDIA,
     }
 
 
@@ -174,7 +175,11 @@ def test_pymongo_reads_seed_experiments(db_view):
 
 
 def test_wav_files_match_database(host, db_view):
-    on_disk = host.check_output(f"cd {MEDIA} && find . -name '*.wav' | sed 's|^./||' | sort")
+    # NIST's received audio below <exp>/nist/ is the NIST test's, not a PTT recording
+    on_disk = host.check_output(
+        f"cd {MEDIA} && find . -path './*/nist' -prune -o -name '*.wav' -print "
+        "| sed 's|^./||' | sort"
+    )
     assert on_disk.splitlines() == db_view["recordings"]
     dirs = host.check_output(f"find {MEDIA} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' | sort")
     assert dirs.splitlines() == db_view["ids"]
@@ -227,3 +232,62 @@ def test_container_on_jupyter_network_reaches_mongo_via_the_gateway(host):
     batch = doc["cursor"]["firstBatch"]
     assert [d["_id"] for d in batch] == [e["_id"] for e in EXPECTED.experiments]
     assert batch[3]["channel"] == EXPECTED.experiments[3]["channel"]
+
+
+NIST_SCRIPT = """
+import json, pymongo
+c = pymongo.MongoClient("mongodb://127.0.0.1:27017/", serverSelectionTimeoutMS=10000)
+print(json.dumps({d["_id"]: d.get("nist") for d in c.testbed.experiments.find()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def nist_docs(host):
+    out = host.run(f"{VENV}/bin/python -c {shlex.quote(NIST_SCRIPT)}")
+    assert out.rc == 0, out.stderr + journal(host, "testbed-sim-mongo")
+    return json.loads(out.stdout)
+
+
+def test_stand_in_serves_each_experiments_nist_tests(host, nist_docs):
+    """Issue 15: every experiment has NIST's M2E test, 4 an access-time test (the
+    role's defaults), as nist.json beside them and as the document's nist key."""
+    assert sorted(nist_docs) == [e["_id"] for e in EXPECTED.experiments]
+    plan = {t.experiment_id: t for t in nist_seed.plan(EXPECTED, seed.DEFAULT_SEED, 4)}
+    for exp_id, doc in nist_docs.items():
+        assert doc is not None, exp_id
+        stored = json.loads(host.file(f"{MEDIA}/{exp_id}/nist/nist.json").content_string)
+        assert doc == stored
+        assert doc["m2e"]["injected_m2e_latency_s"] == plan[exp_id].m2e_latency_s
+        csv = host.file(f"{MEDIA}/{doc['m2e']['csv']}")
+        assert csv.is_file and csv.mode == 0o644
+        # NIST's CSV: a header row and one row per trial
+        rows = csv.content_string.strip().splitlines()
+        assert len(rows) == 1 + doc["m2e"]["trials"], rows[:2]
+        wavs = host.check_output(f"ls {MEDIA}/{doc['m2e']['wav_dir']}").split()
+        assert len(wavs) == doc["m2e"]["trials"] and all(w.startswith("Rx") for w in wavs)
+    with_access = sorted(k for k, d in nist_docs.items() if "access_time" in d)
+    assert with_access == sorted(k for k, t in plan.items() if t.access_delay_s is not None)
+    assert len(with_access) == 4
+    for exp_id in with_access:
+        acc = nist_docs[exp_id]["access_time"]
+        assert acc["injected_access_delay_s"] == plan[exp_id].access_delay_s
+        assert host.file(f"{MEDIA}/{acc['csvs'][0]}").is_file
+
+
+def test_nist_measurement_runs_in_the_simulators_venv(host):
+    """NumPy below 2 and NIST's pinned packages, importable there (not in the image)."""
+    script = (
+        "import numpy, importlib.metadata as m, mcvqoe.simulation, mcvqoe.mouth2ear, "
+        "mcvqoe.accesstime; print(numpy.__version__, *(m.version(n) for n in "
+        "('mcvqoe-base', 'mcvqoe-mouth2ear', 'mcvqoe-accesstime', 'abcmrt16')))"
+    )
+    out = host.run(f"{VENV}/bin/python -W ignore -c {shlex.quote(script)}")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split() == ["1.26.4", "1.3.2", "2.1.3", "2.2.3", "1.0.1"]
+
+
+def test_nist_tests_cached_by_content_hash(host, nist_docs):
+    """converge sets testbed_sim_nist_cache_dir (.config/molecule/config.yml)."""
+    cached = host.check_output("ls /var/cache/testbed-nist").split()
+    for doc in nist_docs.values():
+        assert f"{doc['cache_key']}.tar" in cached

@@ -48,6 +48,22 @@ CASES = {
     ),
     "state_choice": ({"testbed_sim_service_state": "running"}, "testbed_sim_service_state"),
     "user_key_typo": ({"testbed_sim_auth_users": [{"nam": "alice"}]}, "nam"),
+    "nist_access_negative": (
+        {"testbed_sim_nist_access_experiments": -1},
+        "testbed_sim_nist_access_experiments must be an integer from 0 to 999",
+    ),
+    "nist_access_text": (
+        {"testbed_sim_nist_access_experiments": "four"},
+        "testbed_sim_nist_access_experiments",
+    ),
+    "nist_cache_relative": (
+        {"testbed_sim_nist_cache_dir": "cache/nist"},
+        'testbed_sim_nist_cache_dir "" or an absolute path other than "/", got "cache/nist"',
+    ),
+    "nist_numpy_unpinned": (
+        {"testbed_sim_nist_requirements": ["numpy<2", "setuptools==79.0.1"]},
+        "testbed_sim_nist_requirements a list that pins numpy and setuptools",
+    ),
     "defaults": ({}, None),
 }
 

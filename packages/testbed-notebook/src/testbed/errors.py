@@ -37,3 +37,13 @@ class RecordingMissing(TestbedError, FileNotFoundError):
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise format errno tuples
         return str(self.args[0]) if self.args else ""
+
+
+class NoNistTest(TestbedError, LookupError):
+    """An experiment has no NIST test of the requested kind (M2E, access time)."""
+
+    def __init__(self, message: str, experiment_id: str, kind: str, having: list[str]):
+        super().__init__(message)
+        self.experiment_id = experiment_id
+        self.kind = kind
+        self.having = having

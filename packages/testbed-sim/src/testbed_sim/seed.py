@@ -233,6 +233,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="rewrite recordings that already exist"
     )
     parser.add_argument("--file-mode", default="0644", help="mode of written files (octal)")
+    nist_group = parser.add_argument_group(
+        "NIST tests",
+        "NIST PSCR's M2E and access-time tests through QoEsim (testbed_sim.nist_seed); "
+        "needs NIST's packages with NumPy < 2 in this interpreter",
+    )
+    nist_group.add_argument(
+        "--nist",
+        action="store_true",
+        help="run NIST's M2E test for every experiment (with --media-dir)",
+    )
+    nist_group.add_argument(
+        "--nist-access-experiments",
+        type=int,
+        default=4,
+        metavar="N",
+        help="experiments that also get an access-time test, spread over the access "
+        "delays (default 4; 0 for none)",
+    )
+    nist_group.add_argument(
+        "--nist-cache-dir",
+        type=Path,
+        help="restore each experiment's nist folder from <dir>/<content hash>.tar, "
+        "and store it there after measuring",
+    )
+    nist_group.add_argument(
+        "--jobs", type=int, default=0, help="parallel NIST tests (default: one per core)"
+    )
     parser.add_argument(
         "--stamp",
         type=Path,
@@ -273,6 +300,26 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
+    nist_report = None
+    if args.nist:
+        if args.media_dir is None:
+            print("testbed-sim-seed: --nist needs --media-dir", file=sys.stderr)
+            return 2
+        from testbed_sim import nist, nist_seed
+
+        try:
+            tests = nist_seed.plan(data, args.seed, args.nist_access_experiments)
+            nist_report = nist_seed.seed_media(
+                args.media_dir,
+                tests,
+                cache_dir=args.nist_cache_dir,
+                jobs=args.jobs or None,
+                file_mode=mode,
+            )
+        except nist.NistError as exc:
+            print(f"testbed-sim-seed: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"nist": nist_report.as_dict()}))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(to_extended_json(data) + "\n", encoding="utf-8")
@@ -284,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
             "ptt_events": len(data.ptt_events),
             "recordings": len(data.recordings()),
         }
+        if nist_report is not None:
+            stamp["nist"] = {
+                "m2e": args.experiments,
+                "access_time": nist_report.access_time,
+                "seconds": round(nist_report.seconds, 1),
+            }
         args.stamp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
         args.stamp.chmod(mode)
     return 0

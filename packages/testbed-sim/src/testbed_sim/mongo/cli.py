@@ -19,7 +19,16 @@ from testbed_sim.mongo.server import MongoStandIn
 # The package's logger name, as before the split into modules.
 log = logging.getLogger("testbed_sim.mongo")
 
-CONFIG_KEYS = {"host", "port", "database", "seed", "experiments", "users", "users_file"}
+CONFIG_KEYS = {
+    "host",
+    "port",
+    "database",
+    "seed",
+    "experiments",
+    "users",
+    "users_file",
+    "nist_media_dir",
+}
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -68,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="database name (default testbed)")
     p.add_argument("--seed", type=int, help="seed for the generated data")
     p.add_argument("--experiments", type=int, help="number of experiments (default 24)")
+    p.add_argument(
+        "--nist-media-dir",
+        help="serve each experiment's NIST tests (<dir>/<experiment>/nist/nist.json, "
+        "written by testbed-sim-seed --nist) under its document's nist key",
+    )
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg = load_config(args.config)
-        for key in ("host", "port", "database", "seed", "experiments"):
+        for key in ("host", "port", "database", "seed", "experiments", "nist_media_dir"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
         hosts = cfg.get("host", "127.0.0.1")
@@ -96,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
         users = _users_from(cfg)
+        nist_media_dir = cfg.get("nist_media_dir")
+        if nist_media_dir is not None and (
+            not isinstance(nist_media_dir, str) or not nist_media_dir.startswith("/")
+        ):
+            raise ValueError(
+                f"nist_media_dir must be an absolute path (the recordings folder), "
+                f"got {nist_media_dir!r}"
+            )
         seed_mod.generate(int(cfg.get("seed", seed_mod.DEFAULT_SEED)), cfg.get("experiments", 24))
         if args.check_config:
             print(f"{args.config}: ok ({len(users)} users)")
@@ -107,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=int(cfg.get("seed", seed_mod.DEFAULT_SEED)),
             experiments=int(cfg.get("experiments", seed_mod.DEFAULT_EXPERIMENTS)),
             users=users,
+            nist_media_dir=nist_media_dir,
         )
         server.start()
     except (ValueError, OSError) as exc:

@@ -18,6 +18,8 @@ class MongoStandIn:
 
     ``host`` is one listen address or several (the base station: loopback and the
     jupyter network's gateway, nothing else); all share the port and the data.
+    ``nist_media_dir``: the experiments carry the NIST tests stored under it
+    (:func:`~testbed_sim.mongo.seeding.merge_nist`), read once at construction.
     """
 
     def __init__(
@@ -28,11 +30,12 @@ class MongoStandIn:
         seed: int | None = DEFAULT_SEED,
         experiments: int = DEFAULT_EXPERIMENTS,
         users: Mapping[str, str] | None = None,
+        nist_media_dir: str | None = None,
     ) -> None:
         self.client = mongomock.MongoClient()
         self.data: SeedData | None = None
         if seed is not None:
-            self.data = load_seed(self.client, database, seed, experiments)
+            self.data = load_seed(self.client, database, seed, experiments, nist_media_dir)
         self.dispatcher = CommandDispatcher(self.client, users=users)
         self.hosts = [host] if isinstance(host, str) else [str(h) for h in host]
         if not self.hosts:
