@@ -315,16 +315,16 @@ def test_terminal_login_shell_finds_the_notebook_tools(host, ref):
 
 NIST_VERSIONS = {"mcvqoe-base": "1.3.2", "mcvqoe-mouth2ear": "2.1.3", "mcvqoe-accesstime": "2.2.3"}
 NIST_PROBE = """
-import importlib.metadata as md, json, numpy, pkg_resources, plotly
-import mcvqoe.base, mcvqoe.mouth2ear.m2e_eval
+import importlib.metadata as md, json, numpy
+from testbed import qoe
+found = qoe.versions()  # imports NIST's evaluation modules, or says what is missing
 def version(name):
     try:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
-names = ["mcvqoe-base", "mcvqoe-mouth2ear", "mcvqoe-accesstime", "mcvqoe-intelligibility",
-         "abcmrt16", "sounddevice", "pyserial", "setuptools"]
-print(json.dumps({"numpy": numpy.__version__, **{n: version(n) for n in names}}))
+others = {n: version(n) for n in ["sounddevice", "pyserial", "setuptools", "plotly"]}
+print(json.dumps({"numpy": numpy.__version__, **found, **others}))
 """
 
 
