@@ -2,10 +2,27 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 MAX_SIZE = 1_000_000_000  # bytes, uncompressed (issue 15: at most 1.0 GB with NIST's evaluation)
+
+
+#: Figures for the report (image size, one M2E evaluation's seconds), written to
+#: artifacts/molecule/notebook-image-figures.json: pytest's record_property does not reach
+#: the xunit2 JUnit report, and the verifier runs without -s.
+FIGURES: dict = {}
+FIGURES_FILE = (
+    Path(__file__).resolve().parents[3] / "artifacts/molecule/notebook-image-figures.json"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(FIGURES, indent=1) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +66,9 @@ def test_built_image_saved_once_by_its_tag(host, ref):
     assert image_id.removeprefix("sha256:") in manifest[0]["Config"], (image_id, manifest)
 
 
-def test_image_size_within_budget(host, ref, record_property):
+def test_image_size_within_budget(host, ref):
     size = int(host.check_output(f"docker image inspect {ref} --format '{{{{.Size}}}}'"))
-    record_property("image_size_bytes", size)  # lands in the JUnit report
+    FIGURES["image_size_bytes"] = size
     print(f"notebook image {ref}: {size / 1e6:.0f} MB uncompressed")
     assert 0 < size <= MAX_SIZE, f"{size / 1e6:.0f} MB > {MAX_SIZE / 1e6:.0f} MB"
 
@@ -384,7 +401,7 @@ def _nist_fixture_b64():
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def test_qoe_evaluates_a_seeded_m2e_test_within_1_ms(host, ref, record_property):
+def test_qoe_evaluates_a_seeded_m2e_test_within_1_ms(host, ref):
     script = QOE_SCRIPT.replace("'", "'\\''")
     out = host.run(
         f"echo {_nist_fixture_b64()} | docker run --rm -i --entrypoint '' {ref} "
@@ -396,8 +413,8 @@ def test_qoe_evaluates_a_seeded_m2e_test_within_1_ms(host, ref, record_property)
     assert abs(got["m2e_mean_ms"] - got["m2e_truth_ms"]) <= 1.0, got
     assert abs(got["access_error_ms"]) <= got["resolution_s"] * 1000, got
     # a benchmark figure (target <= 2 s), not an assertion: the first includes NIST's import
-    record_property("m2e_evaluation_first_s", got["first_s"])
-    record_property("m2e_evaluation_again_s", got["again_s"])
+    FIGURES["m2e_evaluation_first_s"] = got["first_s"]  # with NIST's import
+    FIGURES["m2e_evaluation_again_s"] = got["again_s"]
     print(
         f"testbed.qoe.m2e in the image: {got['first_s']:.2f} s first, {got['again_s']:.2f} s next"
     )
