@@ -29,10 +29,11 @@ help: ## this list
 
 PACKAGES := testbed-hub testbed-notebook testbed-sim testbed-devtools
 
-$(VENV)/.stamp: requirements.txt $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml)
+$(VENV)/.stamp: requirements.txt requirements-nist.txt $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt $(foreach p,$(PACKAGES),-e packages/$(p))
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nist.txt
 	touch $@
 
 venv: $(VENV)/.stamp ## the control node's virtualenv (pinned toolchain)

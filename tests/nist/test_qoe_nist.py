@@ -74,6 +74,12 @@ def test_access_delay_within_resolution(documents):
     assert {"ptt_delay_s", "ptt_time_s", "time_to_p1_s", "p1_intelligibility"} <= set(trials)
     assert len(trials) == sum(1 for _ in (DATA / "media" / meta["csvs"][0]).open()) - 4
     assert curve["alpha"].iloc[0] == 0.5 and curve["alpha"].iloc[-1] == 0.99
+    # the uncorrected fit runs through the trials: the first word is lost when PTT came
+    # less than its t0 before it, heard when more
+    heard = trials.loc[trials["p1_intelligibility"] == 1, "time_to_p1_s"]
+    lost = trials.loc[trials["p1_intelligibility"] == 0, "time_to_p1_s"]
+    assert row["raw_lambda_s"] < 0
+    assert lost.max() <= row["raw_t0_s"] <= heard.min()
     assert curve["access_delay_s"].is_monotonic_increasing
 
 
@@ -93,3 +99,13 @@ def test_evaluation_needs_no_abcmrt():
         assert getattr(sys.modules["abcmrt"], "__testbed_placeholder__", False)
         with pytest.raises(qoe.TestbedError, match=r"abcmrt16\) is not installed"):
             sys.modules["abcmrt"].process([], [])
+
+
+def test_versions_imports_the_evaluation_and_names_each_distribution():
+    found = qoe.versions()
+    assert list(found) == list(qoe.DISTRIBUTIONS)
+    assert (found["mcvqoe-base"], found["mcvqoe-mouth2ear"], found["mcvqoe-accesstime"]) == (
+        "1.3.2",
+        "2.1.3",
+        "2.2.3",
+    )

@@ -2,10 +2,27 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-MAX_SIZE = 1_200_000_000  # bytes, uncompressed
+MAX_SIZE = 1_000_000_000  # bytes, uncompressed (issue 15: at most 1.0 GB with NIST's evaluation)
+
+
+#: Figures for the report (image size, one M2E evaluation's seconds), written to
+#: artifacts/molecule/notebook-image-figures.json: pytest's record_property does not reach
+#: the xunit2 JUnit report, and the verifier runs without -s.
+FIGURES: dict = {}
+FIGURES_FILE = (
+    Path(__file__).resolve().parents[3] / "artifacts/molecule/notebook-image-figures.json"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(FIGURES, indent=1) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +66,9 @@ def test_built_image_saved_once_by_its_tag(host, ref):
     assert image_id.removeprefix("sha256:") in manifest[0]["Config"], (image_id, manifest)
 
 
-def test_image_size_within_budget(host, ref, record_property):
+def test_image_size_within_budget(host, ref):
     size = int(host.check_output(f"docker image inspect {ref} --format '{{{{.Size}}}}'"))
-    record_property("image_size_bytes", size)  # lands in the JUnit report
+    FIGURES["image_size_bytes"] = size
     print(f"notebook image {ref}: {size / 1e6:.0f} MB uncompressed")
     assert 0 < size <= MAX_SIZE, f"{size / 1e6:.0f} MB > {MAX_SIZE / 1e6:.0f} MB"
 
@@ -311,3 +328,93 @@ def test_terminal_login_shell_finds_the_notebook_tools(host, ref):
         "/opt/notebook/bin/jupyter",
         "/opt/notebook/bin/run-notebook",
     ]
+
+
+NIST_VERSIONS = {"mcvqoe-base": "1.3.2", "mcvqoe-mouth2ear": "2.1.3", "mcvqoe-accesstime": "2.2.3"}
+NIST_PROBE = """
+import importlib.metadata as md, json, numpy
+from testbed import qoe
+found = qoe.versions()  # imports NIST's evaluation modules, or says what is missing
+def version(name):
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+others = {n: version(n) for n in ["sounddevice", "pyserial", "setuptools", "plotly"]}
+print(json.dumps({"numpy": numpy.__version__, **found, **others}))
+"""
+
+
+def test_nist_evaluation_packages_import_with_numpy_2(host, ref):
+    """NIST's evaluation packages, pinned, import with the image's NumPy 2; what only a
+    measurement uses (hardware I/O, ABC-MRT16) is not there (notebook_image_mcvqoe_intelligibility
+    is false in this scenario)."""
+    out = host.run(f"docker run --rm -i --entrypoint '' {ref} python - <<'EOF'{NIST_PROBE}EOF")
+    assert out.rc == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {k: found[k] for k in NIST_VERSIONS} == NIST_VERSIONS
+    assert int(found["numpy"].split(".")[0]) == 2, found["numpy"]
+    assert int(found["setuptools"].split(".")[0]) < 80, found["setuptools"]  # pkg_resources
+    left_out = ("mcvqoe-intelligibility", "abcmrt16", "sounddevice", "pyserial")
+    assert {k: found[k] for k in left_out} == dict.fromkeys(left_out), found
+
+
+# NIST outputs of two seeded experiments (tests/nist/data, written by testbed_sim.nist),
+# evaluated inside the image by testbed.qoe as a notebook would, against the documents'
+# truth values. The files go in as a base64 tarball on the script's stdin.
+QOE_SCRIPT = """
+import base64, io, json, pathlib, sys, tarfile, time
+root = pathlib.Path("/tmp/nist")
+with tarfile.open(fileobj=io.BytesIO(base64.b64decode(sys.stdin.readline()))) as tar:
+    tar.extractall(root)
+docs = json.loads((root / "documents.json").read_text())
+from testbed import qoe
+qoe.data.experiment = lambda exp_id: dict(docs[exp_id])
+qoe.data.media_dir = lambda: root / "media"
+qoe.data.experiment_ids = lambda query: sorted(docs)
+start = time.perf_counter()
+trials, summary = qoe.m2e("exp-001")
+first = time.perf_counter() - start
+start = time.perf_counter()
+qoe.m2e("exp-002")
+again = time.perf_counter() - start
+access = qoe.access_delay("exp-002").summary.iloc[0]
+row = summary.iloc[0]
+print(json.dumps({"n_trials": len(trials), "m2e_mean_ms": row["m2e_mean_ms"],
+                  "m2e_truth_ms": row["m2e_truth_ms"], "first_s": first, "again_s": again,
+                  "access_error_ms": access["access_error_ms"],
+                  "resolution_s": access["resolution_s"]}))
+"""
+
+
+def _nist_fixture_b64():
+    import base64
+    import io
+    import tarfile
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[3] / "tests" / "nist" / "data"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(data / "documents.json", arcname="documents.json")
+        tar.add(data / "media", arcname="media")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_qoe_evaluates_a_seeded_m2e_test_within_1_ms(host, ref):
+    script = QOE_SCRIPT.replace("'", "'\\''")
+    out = host.run(
+        f"echo {_nist_fixture_b64()} | docker run --rm -i --entrypoint '' {ref} "
+        f"python -c '{script}'"
+    )
+    assert out.rc == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["n_trials"] == 8
+    assert abs(got["m2e_mean_ms"] - got["m2e_truth_ms"]) <= 1.0, got
+    assert abs(got["access_error_ms"]) <= got["resolution_s"] * 1000, got
+    # a benchmark figure (target <= 2 s), not an assertion: the first includes NIST's import
+    FIGURES["m2e_evaluation_first_s"] = got["first_s"]  # with NIST's import
+    FIGURES["m2e_evaluation_again_s"] = got["again_s"]
+    print(
+        f"testbed.qoe.m2e in the image: {got['first_s']:.2f} s first, {got['again_s']:.2f} s next"
+    )

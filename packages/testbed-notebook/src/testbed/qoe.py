@@ -33,6 +33,7 @@ import importlib
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ __all__ = [
     "experiments_with",
     "m2e",
     "nist_test",
+    "versions",
 ]
 
 KINDS = {"m2e": "mouth-to-ear (M2E)", "access_time": "access-time"}
@@ -169,17 +171,52 @@ def _nist(module: str) -> Any:
         ) from None
 
 
+#: NIST's distributions testbed.qoe uses, and the optional ABC-MRT16 ones.
+DISTRIBUTIONS = (
+    "mcvqoe-base",
+    "mcvqoe-mouth2ear",
+    "mcvqoe-accesstime",
+    "mcvqoe-intelligibility",
+    "abcmrt16",
+)
+
+
+def versions() -> dict[str, str | None]:
+    """Import NIST's evaluation modules (a clear :class:`TestbedError` when they cannot
+    be) and return the installed version of each of :data:`DISTRIBUTIONS` (``None``:
+    not installed; ABC-MRT16 and mcvqoe-intelligibility are optional)."""
+    import importlib.metadata
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pkg_resources' own notice
+        _nist("mcvqoe.mouth2ear.m2e_eval")
+        _nist("mcvqoe.accesstime.access_time_eval")
+    found: dict[str, str | None] = {}
+    for name in DISTRIBUTIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 @contextlib.contextmanager
 def _seeded(experiment_id: str, kind: str) -> Iterator[None]:
     """NIST's bootstrap draws from NumPy's global generator: seed it per experiment
-    so a notebook shows the same interval each run; restore the caller's state."""
+    so a notebook shows the same interval each run; restore the caller's state.
+
+    NIST's evaluation warns about its own arithmetic where nothing is wrong (NumPy's
+    RuntimeWarning on a 0/0 correlation when trials are identical, on exp overflowing
+    in the logistic fit far from t0): not shown to the researcher."""
     import numpy as np
 
     seed = int.from_bytes(hashlib.sha256(f"{experiment_id}:{kind}".encode()).digest()[:4], "big")
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        yield
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
     finally:
         np.random.set_state(state)
 
@@ -282,8 +319,12 @@ def access_delay(experiment_id: str, alpha: float = DEFAULT_ALPHA) -> AccessDela
     device delay removed), ``time_to_p1_s`` (PTT to the first word),
     ``p1_intelligibility``, ``p2_intelligibility``, ``m2e_latency_s``.
     ``summary``: ``access_delay_s`` and its ``_ci_low_s``/``_ci_high_s`` (95 %) at
-    ``alpha``, the same in ms, the fit (``asymptotic_intelligibility``, ``t0_s``,
-    ``lambda_s``), ``resolution_s`` (the PTT step), ``access_injected_ms``,
+    ``alpha``, the same in ms, NIST's corrected fit (``asymptotic_intelligibility``,
+    ``t0_s``, ``lambda_s``: intelligibility ``I0 / (1 + exp((t - t0) / lambda))`` of the
+    time ``t`` from PTT to the first word, less NIST's reference curve of a channel
+    without access delay; its ``alpha`` point is the access delay), the same logistic
+    fitted to the trials without that correction (``raw_t0_s``, ``raw_lambda_s``: the
+    curve through the trials' points), ``resolution_s`` (the PTT step), ``access_injected_ms``,
     ``access_truth_ms``, ``access_error_ms``.
     ``curve``: ``alpha`` 0.50 .. 0.99 and the access delay with its interval, seconds.
     """
@@ -305,6 +346,8 @@ def access_delay(experiment_id: str, alpha: float = DEFAULT_ALPHA) -> AccessDela
     trials.insert(0, "experiment_id", test.experiment_id)
     value, (low, high) = result.eval(alpha)
     fit = result.fit_data
+    with _seeded(test.experiment_id, "access_time"):
+        raw_fit = result.fit_curve_data("LEG")  # the same logistic, without the correction
     injected = test.meta.get("injected_access_delay_s")
     truth = test.meta.get("access_truth_ms")
     summary = pd.DataFrame(
@@ -322,6 +365,8 @@ def access_delay(experiment_id: str, alpha: float = DEFAULT_ALPHA) -> AccessDela
                 "asymptotic_intelligibility": float(fit.I0),
                 "t0_s": float(fit.t0),
                 "lambda_s": float(fit.lam),
+                "raw_t0_s": float(raw_fit.t0),
+                "raw_lambda_s": float(raw_fit.lam),
                 "resolution_s": test.meta.get("resolution_s"),
                 "access_injected_ms": _ms(injected),
                 "access_truth_ms": truth,

@@ -1,0 +1,162 @@
+"""The NIST notebooks (04-mouth-to-ear, 05-access-delay), executed headless by the batch
+runner against NIST outputs of seeded experiments (tests/nist/data, written by
+testbed_sim.nist) served by the MongoDB stand-in: the recorded numbers are NIST's
+evaluation of the audio's results, within 1 ms of the truth for M2E and within the
+test's stated resolution for access delay."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import soundfile
+
+from testbed.batch import inspect_notebook, plan_batch, run_batch
+from testbed_sim import mongo
+from testbed_sim.seed import DATABASE
+
+ROOT = Path(__file__).resolve().parents[3]
+NOTEBOOKS = ROOT / "files" / "notebooks"
+DATA = ROOT / "tests" / "nist" / "data"
+WITHOUT = "exp-003"  # an experiment without NIST tests
+
+
+@pytest.fixture(scope="module")
+def documents():
+    docs = json.loads((DATA / "documents.json").read_text(encoding="utf-8"))
+    for exp_id, doc in docs.items():
+        doc["title"] = f"NIST fixture {exp_id}"
+    docs[WITHOUT] = {"_id": WITHOUT, "title": "no NIST tests"}
+    return docs
+
+
+@pytest.fixture(scope="module")
+def nist_media(tmp_path_factory, documents) -> Path:
+    """The fixture's NIST files, and one received WAV (the fixture keeps no audio)."""
+    media = tmp_path_factory.mktemp("nist-media")
+    shutil.copytree(DATA / "media", media, dirs_exist_ok=True)
+    m2e = documents["exp-001"]["nist"]["m2e"]
+    wav = media / m2e["wav_dir"] / f"Rx1_{first_clip(media / m2e['csv'])}.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(4800) / 48000
+    soundfile.write(wav, 0.1 * np.sin(2 * np.pi * 440 * t), 48000, subtype="PCM_16")
+    return media
+
+
+def first_clip(csv_path: Path) -> str:
+    with csv_path.open() as fh:
+        lines = [ln for ln in fh if ln.strip()]
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("Timestamp"))
+    row = next(csv.DictReader(lines[header:]))
+    return row["Filename"]
+
+
+@pytest.fixture(scope="module")
+def nist_mongo(documents):
+    server = mongo.MongoStandIn(host="127.0.0.1", port=0, seed=None)
+    server.client[DATABASE].experiments.insert_many([dict(d) for d in documents.values()])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def nist_env(monkeypatch, nist_mongo, nist_media):
+    monkeypatch.setenv("TESTBED_MONGO_URI", nist_mongo.uri)
+    monkeypatch.setenv("TESTBED_MONGO_DB", DATABASE)
+    monkeypatch.setenv("TESTBED_MEDIA_DIR", str(nist_media))
+    monkeypatch.setenv("TESTBED_MONGO_TIMEOUT_MS", "3000")
+    for name in ("TESTBED_MONGO_USER", "TESTBED_MONGO_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    return nist_media
+
+
+def batch(name, experiments, tmp_path):
+    plan = plan_batch(
+        NOTEBOOKS / f"{name}.ipynb",
+        experiments=experiments,
+        parameters={},
+        jobs=2,
+        timeout=60,  # papermill's per-cell deadline; run time is a benchmark's matter
+        output_dir=tmp_path,
+    )
+    outcome = run_batch(plan)
+    for result in outcome.results:
+        assert result.ok, f"{result.experiment}: {result.error}"
+    with outcome.summary_csv.open() as fh:
+        rows = {r["experiment"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == list(experiments)
+    return outcome, rows
+
+
+def outputs(outcome, exp_id):
+    nb = nbformat.read(outcome.directory / "experiments" / f"{exp_id}.ipynb", as_version=4)
+    return [o for c in nb.cells for o in c.get("outputs", [])]
+
+
+def text_of(outs):
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outs)
+
+
+@pytest.mark.parametrize("name", ["04-mouth-to-ear", "05-access-delay"])
+def test_nist_notebook_is_a_clean_parameterised_template(name):
+    path = NOTEBOOKS / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "experiment_id" in inspect_notebook(path).parameters
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "clear outputs"
+    assert any("from testbed import data, qoe, record" in c.source for c in code)
+
+
+@pytest.mark.slow
+def test_mouth_to_ear_measured_within_1_ms_of_truth(nist_env, documents, tmp_path):
+    exps = ["exp-001", "exp-002", WITHOUT]
+    outcome, rows = batch("04-mouth-to-ear", exps, tmp_path)
+    for exp in exps[:2]:
+        meta = documents[exp]["nist"]["m2e"]
+        rec = outcome.results[exps.index(exp)].records
+        assert rec["n_trials"] == meta["trials"]
+        assert rec["m2e_truth_ms"] == meta["m2e_truth_ms"]
+        assert abs(rec["m2e_measured_ms"] - rec["m2e_truth_ms"]) <= 1.0, rec
+        assert rec["m2e_ci_low_ms"] <= rec["m2e_measured_ms"] <= rec["m2e_ci_high_ms"]
+        assert float(rows[exp]["m2e_measured_ms"]) == rec["m2e_measured_ms"]
+        assert float(rows[exp]["m2e_truth_ms"]) == meta["m2e_truth_ms"]
+        images = [o for o in outputs(outcome, exp) if "image/png" in o.get("data", {})]
+        assert len(images) == 1  # the per-trial figure
+    # the trial's audio player where its WAV is there, a plain message where not
+    with_audio = outputs(outcome, "exp-001")
+    assert any("<audio" in o.get("data", {}).get("text/html", "") for o in with_audio)
+    assert outcome.results[0].records["trial_recording"].startswith("Rx1_")
+    assert "No received audio for this trial" in text_of(outputs(outcome, "exp-002"))
+    # an experiment without the test runs through and says which ones have one
+    rec = outcome.results[2].records
+    assert rec == {"n_trials": 0}
+    assert rows[WITHOUT]["m2e_measured_ms"] == ""
+    message = text_of(outputs(outcome, WITHOUT))
+    assert "'exp-003' has no NIST mouth-to-ear (M2E) test" in message
+    assert "Experiments with one (2): exp-001, exp-002" in message
+
+
+@pytest.mark.slow
+def test_access_delay_within_the_tests_resolution(nist_env, documents, tmp_path):
+    exps = ["exp-002", "exp-001"]
+    outcome, rows = batch("05-access-delay", exps, tmp_path)
+    meta = documents["exp-002"]["nist"]["access_time"]
+    rec = outcome.results[0].records
+    assert rec["access_truth_ms"] == meta["access_truth_ms"]
+    assert rec["resolution_ms"] == pytest.approx(meta["resolution_s"] * 1000)
+    assert abs(rec["access_delay_ms"] - meta["access_truth_ms"]) <= rec["resolution_ms"], rec
+    assert rec["access_error_ms"] == pytest.approx(
+        rec["access_delay_ms"] - meta["access_truth_ms"], abs=2e-3
+    )
+    images = [o for o in outputs(outcome, "exp-002") if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # the curve, zoomed, and access delay vs alpha
+    assert outcome.results[1].records == {"n_trials": 0}
+    assert "'exp-001' has no NIST access-time test" in text_of(outputs(outcome, "exp-001"))
