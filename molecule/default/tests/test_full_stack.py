@@ -127,6 +127,76 @@ def test_run_notebooks_all_experiments_six_kernels_at_once(sso, record_property)
     record_property("kernel_starts", sum(int(r["attempts"]) for r in rows))
 
 
+def _nist_rows(notebook: str) -> list[dict[str, str]]:
+    """run-notebook --all over a NIST demo notebook through the operator's playbook;
+    the summary table's rows (one per seeded experiment, every run ok)."""
+    res = run_playbook(
+        "run-notebooks.yml",
+        "-e",
+        f"run_user={USER}",
+        "-e",
+        f"run_notebook=demo-notebooks/{notebook}.ipynb",
+        "-e",
+        json.dumps({"run_all": True, "run_jobs": 4, "run_fetch_dir": str(RUNS)}),
+    )
+    assert res.returncode == 0, res.stdout[-3000:]
+    rows = list(csv.DictReader(io.StringIO((RUNS / f"{notebook}-summary.csv").read_text())))
+    assert sorted(r["experiment"] for r in rows) == sorted(e["_id"] for e in generate().experiments)
+    assert {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"]
+    return rows
+
+
+def _injected_ms(key: str) -> dict[str, float]:
+    """Per experiment, the value the simulator injected into NIST's channel: the mean
+    of its PTT events' ``key`` rounded to 0.1 ms (testbed_sim.nist_seed), computed here
+    from the seed, not read from the station."""
+    events = generate().ptt_events
+    return {
+        e["_id"]: round(
+            statistics.fmean(v[key] for v in events if v["experiment_id"] == e["_id"]), 1
+        )
+        for e in generate().experiments
+    }
+
+
+def test_m2e_measured_from_the_audio_within_1_ms_of_truth_for_every_experiment(
+    sso, record_property
+):
+    """Issue 15 item 5: 04-mouth-to-ear over every seeded experiment (run-notebook
+    --all): NIST's M2E evaluation of the audio QoEsim recorded on the station is
+    within 1 ms of the injected latency with NIST's 31 ms device-delay convention
+    (the simulated interface has exactly that delay, so truth = injected)."""
+    rows = _nist_rows("04-mouth-to-ear")
+    injected = _injected_ms("mouth_to_ear_ms")
+    errors = {}
+    for r in rows:
+        exp = r["experiment"]
+        assert int(r["n_trials"]) >= 8, r
+        assert float(r["m2e_truth_ms"]) == pytest.approx(injected[exp], abs=0.05), r
+        errors[exp] = float(r["m2e_measured_ms"]) - float(r["m2e_truth_ms"])
+    assert max(abs(v) for v in errors.values()) <= 1.0, errors
+    record_property("m2e_worst_error_ms", max(abs(v) for v in errors.values()))
+
+
+def test_access_delay_within_nists_resolution_where_measured(sso, record_property):
+    """Issue 15 item 5: 05-access-delay over every seeded experiment: the four with an
+    access-time test (testbed_sim_nist_access_experiments) estimate the injected
+    access delay within the resolution NIST's bisection search states (5 ms); the
+    others report no test (0 trials) and still finish ok."""
+    rows = _nist_rows("05-access-delay")
+    injected = _injected_ms("access_delay_ms")
+    measured = [r for r in rows if int(r["n_trials"]) > 0]
+    assert len(measured) == 4, [(r["experiment"], r["n_trials"]) for r in rows]
+    errors = {}
+    for r in measured:
+        exp = r["experiment"]
+        assert float(r["access_truth_ms"]) == pytest.approx(injected[exp], abs=0.05), r
+        assert float(r["resolution_ms"]) == pytest.approx(5.0), r
+        errors[exp] = float(r["access_delay_ms"]) - float(r["access_truth_ms"])
+        assert abs(errors[exp]) <= float(r["resolution_ms"]), (exp, errors[exp], r)
+    record_property("access_delay_errors_ms", json.dumps(errors))
+
+
 #: Issue 14's soak: batches of six kernels started at once, in the user's own server
 #: (a researcher's terminal), each batch on six experiments.
 SOAK_BATCHES = 30
