@@ -27,6 +27,7 @@ VALIDATION_TASKS = (
     "Assert the collector's socket is in a folder of its own under /run",
     "Assert the audit rotation keeps at least one file",
     "Assert jupyterhub_audit_rotate_on_calendar is a systemd calendar expression",
+    "Assert jupyterhub_npm_checksum is a checksum",
 )
 
 #: (override of the good variables, part of the expected message); None removes one.
@@ -62,6 +63,15 @@ BAD = [
     (
         {"jupyterhub_site_title": "x" * 81},
         "jupyterhub_site_title (hub.site_title) ",
+    ),
+    (
+        {"jupyterhub_npm_checksum": "3a7506f37e85c1ba"},
+        'jupyterhub_npm_checksum must be "sha512:<hex digest>" (or sha256) of '
+        "npm-10.9.4.tgz",
+    ),
+    (
+        {"jupyterhub_npm_version": "latest"},
+        'and jupyterhub_npm_version an exact version such as 10.9.4; got "sha512:',
     ),
     # testbed_hub.config on the control node: everything that goes into settings.json
     ({"jupyterhub_notebook_image": " "}, "jupyterhub_notebook_image (spawner.image) is empty"),

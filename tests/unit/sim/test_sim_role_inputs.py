@@ -60,6 +60,14 @@ CASES = {
         {"testbed_sim_nist_cache_dir": "cache/nist"},
         'testbed_sim_nist_cache_dir "" or an absolute path other than "/", got "cache/nist"',
     ),
+    "nist_numpy_2": (
+        {"testbed_sim_nist_requirements": ["numpy==2.1.0", "setuptools==79.0.1"]},
+        "numpy below 2 (NIST's logging calls np.set_string_function, gone in NumPy 2)",
+    ),
+    "nist_setuptools_80": (
+        {"testbed_sim_nist_requirements": ["numpy==1.26.4", "setuptools==80.9.0"]},
+        '"setuptools==80.9.0"',
+    ),
     "nist_numpy_unpinned": (
         {"testbed_sim_nist_requirements": ["numpy<2", "setuptools==79.0.1"]},
         "testbed_sim_nist_requirements a list that pins numpy and setuptools",

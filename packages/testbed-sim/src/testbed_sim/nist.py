@@ -421,10 +421,32 @@ class Experiment:
                 )
 
 
+#: Libraries whose arithmetic shapes the measured values (beside NIST's own packages).
+NUMERIC_LIBRARIES = ("numpy", "scipy")
+
+
+def _numeric_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in NUMERIC_LIBRARIES:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
 def cache_key(experiment: Experiment) -> str:
     """Content hash of what the experiment's NIST folder is made from: the experiment's
-    parameters and seed, NIST's installed versions, this module's output format."""
-    payload = {"format": FORMAT, "experiment": asdict(experiment), "versions": versions()}
+    parameters and seed, NIST's and NumPy's/SciPy's installed versions, this module's
+    output format and its source (a change to how a test is run is a new key, without
+    a manual ``FORMAT`` bump)."""
+    payload = {
+        "format": FORMAT,
+        "experiment": asdict(experiment),
+        "versions": versions(),
+        "numeric": _numeric_versions(),
+        "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

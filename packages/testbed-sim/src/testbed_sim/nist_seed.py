@@ -23,6 +23,7 @@ stored there after measuring (:func:`testbed_sim.nist.restore_from_cache`).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -110,14 +111,32 @@ def _one(
     stored = nist.load_document(media, experiment.experiment_id)
     if stored is not None and stored.get("cache_key") == nist.cache_key(experiment):
         if cache_dir and not nist.cache_path(cache_dir, experiment).is_file():
-            nist.store_in_cache(media, experiment, cache_dir)
+            _store(media, experiment, cache_dir)
         return experiment.experiment_id, "kept"
-    if cache_dir and nist.restore_from_cache(media, experiment, cache_dir, file_mode) is not None:
+    try:
+        restored = cache_dir and nist.restore_from_cache(media, experiment, cache_dir, file_mode)
+    except OSError as exc:  # an unreadable cache is a cache miss, never a failed seed
+        print(f"testbed-sim-seed: warning: cache not read: {exc}", file=sys.stderr)
+        restored = None
+    if restored:
         return experiment.experiment_id, "restored"
     nist.run_experiment(media, experiment, file_mode=file_mode, reuse=False)
     if cache_dir:
-        nist.store_in_cache(media, experiment, cache_dir)
+        _store(media, experiment, cache_dir)
     return experiment.experiment_id, "measured"
+
+
+def _store(media: str, experiment: nist.Experiment, cache_dir: str) -> None:
+    """Keep a copy in the cache; a cache that cannot be written (read-only, full) costs
+    the next station a measurement, not this seed its result."""
+    try:
+        nist.store_in_cache(media, experiment, cache_dir)
+    except (nist.NistError, OSError) as exc:
+        print(
+            f"testbed-sim-seed: warning: {experiment.experiment_id} not cached in "
+            f"{cache_dir}: {exc}",
+            file=sys.stderr,
+        )
 
 
 def seed_media(
@@ -134,7 +153,9 @@ def seed_media(
     jobs = max(1, jobs or os.cpu_count() or 1)
     # the dear access-time tests first: the workers finish at about the same time
     order = sorted(experiments, key=lambda e: (e.access_delay_s is None, e.experiment_id))
-    report = Report(access_time=sorted(e.experiment_id for e in order if e.access_delay_s))
+    report = Report(
+        access_time=sorted(e.experiment_id for e in order if e.access_delay_s is not None)
+    )
     start = time.monotonic()
     media = str(media_dir)
     cache = str(cache_dir) if cache_dir else None
