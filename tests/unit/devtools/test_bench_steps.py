@@ -565,6 +565,27 @@ def faked_station(monkeypatch, tmp_path):
             "kernel_start_s": 0.4,
             "empty_run_s": 0.3,
         },
+        "nist_seeding": lambda inst: {
+            "experiments": 24,
+            "access_experiments": 4,
+            "cold": {"seconds": 90.0, "rc": 0, "nist": {"measured": 24}},
+            "warm": {"seconds": 10.0, "rc": 0, "nist": {"from_cache": 24, "measured": 0}},
+        },
+        "m2e_evaluation": lambda inst: {
+            "experiment": "exp-001",
+            "import_s": 0.2,
+            "first_call_s": 1.0,
+            "first_s": 1.2,
+            "second_call_s": 0.1,
+        },
+        "m2e_notebook": lambda inst, jobs: {
+            "jobs": jobs,
+            "seconds": 60.0,
+            "runs": 24,
+            "failures": 0,
+            "worst_error_ms": 0.5,
+            "worst_experiment": "exp-002",
+        },
     }
     for name, fake in steps.items():
         monkeypatch.setattr(bench, name, fake)
@@ -585,6 +606,12 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     assert line.split()[-1] == "FAIL"
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["failed_steps"] == ["spawn_browser"]
+    # issue 15's figures: in the JSON and in the table, each beside its target
+    assert saved["m2e_notebook"]["worst_error_ms"] == 0.5 and saved["nist_seed"]["cold"]
+    seed = next(ln for ln in out.splitlines() if ln.startswith("seeding the demo data"))
+    assert "90 s (24 measured" in seed and seed.split()[-1] == "PASS"
+    (worst,) = [ln for ln in out.splitlines() if ln.startswith("worst |m2e_measured_ms")]
+    assert "0.5 ms (exp-002)" in worst and worst.split()[-1] == "PASS"
     assert ansible_calls == ["demo-clean.yml", "demo.yml", "site.yml", "demo-clean.yml"]
 
 

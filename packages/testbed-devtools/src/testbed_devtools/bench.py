@@ -30,6 +30,16 @@ batch speed-up                ``run-notebook --jobs <cores>`` vs a sequential lo
                               20 experiments, in the notebook image; a papermill run of
                               an empty notebook
 image size                    the notebook image on the base station
+NIST seeding, cold / warm     ``testbed-sim-seed --nist`` with the simulator's own
+                              virtualenv and the role's settings (seed, experiments,
+                              access-time count, read on the station), audio included,
+                              into a temporary folder removed afterwards: cold (no
+                              cache), then from a cache filled by the cold run's output
+M2E evaluation                ``testbed.qoe.m2e`` on one experiment in the notebook
+                              image: first call (with NIST's import), second call
+M2E notebook                  ``run-notebook --all`` over 04-mouth-to-ear in the
+                              notebook image: seconds, runs, failures, and the worst
+                              ``|m2e_measured_ms - m2e_truth_ms|`` over the experiments
 ============================  ==========================================================
 
 Prints a table (figure, value, target, PASS/FAIL) and writes every raw figure as
@@ -39,8 +49,9 @@ is printed as "not measured" with FAIL. The statistics, the targets,
 the table and the JSON file come from :mod:`testbed_devtools.stats`; the auth
 overhead's raw samples from :mod:`testbed_proxy.bench` (run inside the base
 station, through loopback listeners it installs there after the re-run), the
-batch figures' raw timings from :mod:`testbed_devtools.batch_bench` (sent into a
-notebook-image container on stdin).
+batch figures' raw timings from :mod:`testbed_devtools.batch_bench` and the M2E
+figures from :mod:`testbed_devtools.qoe_bench` (each sent into a notebook-image
+container on stdin).
 """
 
 from __future__ import annotations
@@ -757,6 +768,227 @@ def image_size(inst: Instance) -> dict[str, Any]:
     return {"image": image, "bytes": size, "gb": round(size / 1e9, 3)}
 
 
+# -- NIST's QoE tests (issue 15): seeding, one evaluation, the M2E notebook ---------------
+# The simulator's virtualenv on the station (testbed_sim_venv_dir) and its MongoDB
+# stand-in's config (seed, experiments and, with NIST on, the media folder).
+SIM_SEED = "/opt/testbed-sim/bin/testbed-sim-seed"
+SIM_MONGO_CONFIG = "/etc/testbed-sim/mongo.json"
+# The role's marker of a seeded media folder (roles/testbed_sim/vars/main.yml,
+# __testbed_sim_media_stamp): .testbed-sim-seed-<seed>-<experiments>[-nist<N>-<hash>].json
+SEED_STAMP = re.compile(r"\.testbed-sim-seed-(\d+)-(\d+)-nist(\d+)-[0-9a-f]+\.json")
+M2E_EXPERIMENT = "exp-001"
+M2E_NOTEBOOK = "share/demo-notebooks/04-mouth-to-ear.ipynb"
+QOE_SCRIPT = Path(__file__).with_name("qoe_bench.py")
+
+
+def seed_settings(mongo_config: str, stamps: list[str]) -> dict[str, Any]:
+    """What the testbed_sim role seeded the station with: seed, experiments and media
+    folder from the MongoDB stand-in's config, the access-time count from the role's
+    marker in that folder (its newest one for that seed and count, ``stamps`` newest
+    first). Raises when the station seeded no NIST tests."""
+    config = json.loads(mongo_config)
+    media = config.get("nist_media_dir")
+    if not media:
+        raise RuntimeError(
+            f"{SIM_MONGO_CONFIG} names no nist_media_dir: the station seeds no NIST tests "
+            "(testbed_sim_nist_enabled is false); nothing to measure"
+        )
+    seed, experiments = int(config["seed"]), int(config["experiments"])
+    for name in stamps:
+        m = SEED_STAMP.fullmatch(Path(name).name)
+        if m and (int(m.group(1)), int(m.group(2))) == (seed, experiments):
+            access = int(m.group(3))
+            break
+    else:
+        raise RuntimeError(
+            f"no NIST seeding marker .testbed-sim-seed-{seed}-{experiments}-nist*.json in "
+            f"{media}: the testbed_sim role has not seeded NIST's tests there"
+        )
+    return {"seed": seed, "experiments": experiments, "access_experiments": access, "media": media}
+
+
+def seed_argv(
+    settings: dict[str, Any], media_dir: str, stamp: str, cache_dir: str | None = None
+) -> list[str]:
+    """``testbed-sim-seed`` as roles/testbed_sim/tasks/media.yml runs it, into ``media_dir``."""
+    argv = [SIM_SEED, "--seed", str(settings["seed"]), "--experiments"]
+    argv += [str(settings["experiments"]), "--media-dir", media_dir, "--file-mode", "0644"]
+    argv += ["--stamp", stamp, "--nist", "--nist-access-experiments"]
+    argv += [str(settings["access_experiments"])]
+    return argv + (["--nist-cache-dir", cache_dir] if cache_dir else [])
+
+
+def seed_script(settings: dict[str, Any]) -> str:
+    """A shell script for the station: the seeding cold, the cache filled, then warm,
+    each timed there, all in one temporary folder removed on exit (the station's own
+    media never change). Its output: ``== <run>`` (the command's JSON lines),
+    ``== <run> rc``, ``== <run> seconds``, ``== <run> stderr`` (when it failed)."""
+
+    def cmd(media: str, cache: bool) -> str:
+        cache_dir = "$root/cache" if cache else None
+        argv = seed_argv(settings, f"$root/{media}", f"$root/{media}.stamp.json", cache_dir)
+        # the temporary folder's paths expand on the station; everything else is quoted
+        return " ".join(f'"{a}"' if a.startswith("$root/") else shlex.quote(a) for a in argv)
+
+    return "\n".join(
+        [
+            'root=$(mktemp -d "${TMPDIR:-/var/tmp}/testbed-hub-bench-nist.XXXXXX") || exit 3',
+            "trap 'rm -rf \"$root\"' EXIT",
+            "timed() {",
+            '  name=$1; shift; t0=$(date +%s.%N); "$@" >"$root/$name.out" 2>"$root/$name.err"',
+            '  rc=$?; t1=$(date +%s.%N); echo "== $name"; cat "$root/$name.out"',
+            '  echo "== $name rc"; echo $rc; echo "== $name seconds"; echo "$t0 $t1"',
+            '  [ $rc -eq 0 ] || { echo "== $name stderr"; tail -c 1500 "$root/$name.err"; }',
+            "  return $rc",
+            "}",
+            f"timed cold {cmd('cold', False)} &&",
+            f"timed fill {cmd('cold', True)} &&",
+            f"timed warm {cmd('warm', True)}",
+            "rc=$?",
+            'echo "== media bytes"; du -sb "$root/cold" 2>/dev/null | cut -f1',
+            "exit $rc",
+        ]
+    )
+
+
+def _seed_run(sec: dict[str, str], name: str) -> dict[str, Any] | None:
+    """One run of :func:`seed_script`'s output: seconds, exit status, the NIST report."""
+    if f"{name} rc" not in sec:
+        return None
+    t0, t1 = (float(x) for x in sec[f"{name} seconds"].split())
+    run: dict[str, Any] = {"seconds": round(t1 - t0, 1), "rc": int(sec[f"{name} rc"])}
+    for line in sec.get(name, "").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "nist" in doc:
+            run["nist"] = doc["nist"]
+        elif isinstance(doc, dict) and "recordings" in doc:
+            run["recordings"] = doc["recordings"]
+    if run["rc"] != 0:
+        run["error"] = " ".join(sec.get(f"{name} stderr", "").split()[-60:])
+    return run
+
+
+def parse_seeding(text: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The seeding's figures from :func:`seed_script`'s output; raises when the cold
+    run did not finish (the warm run's failure is kept beside the cold figures)."""
+    sec = sections(text)
+    cold, fill, warm = (_seed_run(sec, n) for n in ("cold", "fill", "warm"))
+    if cold is None or cold["rc"] != 0:
+        why = "did not run" if cold is None else f"exited {cold['rc']}: {cold.get('error')}"
+        raise RuntimeError(f"testbed-sim-seed --nist (cold) {why}")
+    media = sec.get("media bytes", "")
+    out = {
+        **{k: settings[k] for k in ("seed", "experiments", "access_experiments")},
+        "cold": cold,
+        "fill": fill,
+        "warm": warm,
+        "media_mb": round(int(media) / MB, 1) if media.isdigit() else None,
+    }
+    if warm is None or warm["rc"] != 0:
+        out["warm_error"] = (
+            "did not run (filling the cache failed)" if warm is None else warm["error"]
+        )
+    return out
+
+
+def nist_seeding(inst: Instance) -> dict[str, Any]:
+    """Seeding the station's demo data with NIST's tests, cold then warm, into a
+    temporary folder, with the simulator's own virtualenv and the role's settings."""
+    config = inst.check_output(f"cat {SIM_MONGO_CONFIG}")
+    media = json.loads(config).get("nist_media_dir") or "/nonexistent"
+    stamps = inst.run(f"ls -t {shlex.quote(media)}/.testbed-sim-seed-*-nist*.json", check=False)
+    settings = seed_settings(config, stamps.stdout.split())
+    log(
+        f"seeding {settings['experiments']} experiments (seed {settings['seed']}, "
+        f"{settings['access_experiments']} with an access-time test): cold, then warm"
+    )
+    r = inst.run(seed_script(settings), check=False)
+    res = parse_seeding(r.stdout, settings)
+    warm = res["warm"] or {}
+    log(f"seeding: cold {res['cold']['seconds']} s, warm {warm.get('seconds', '-')} s")
+    return res
+
+
+def notebook_container(inst: Instance) -> dict[str, Any]:
+    """The hub's description of a notebook container for the bench's batch user."""
+    return json.loads(
+        inst.check_output(f"{HUB_PYTHON} -m testbed_hub.container_cli --user {BATCH_USER}")
+    )
+
+
+def in_notebook_image(inst: Instance, container: dict[str, Any], args: list[str]) -> dict:
+    """:mod:`testbed_devtools.qoe_bench` with ``args`` in a fresh notebook container as
+    the hub starts a user's (as :func:`batch_speedup`); its JSON line."""
+    cmd = (
+        f"docker run -i --rm {shlex.join(docker_run_options(container))} "
+        f"{shlex.quote(container['image'])} python - {shlex.join(args)}"
+    )
+    out = inst.run(cmd, check=False, input=QOE_SCRIPT.read_text(encoding="utf-8"))
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"qoe bench {args[0]} exited {out.returncode}: {out.stdout[-800:]}{out.stderr[-1500:]}"
+        )
+    return json.loads(lines[-1])
+
+
+def m2e_evaluation(inst: Instance, experiment: str = M2E_EXPERIMENT) -> dict[str, Any]:
+    """``testbed.qoe.m2e`` on one experiment in the notebook image: first call (with
+    ``from testbed import qoe`` and NIST's import) and second call."""
+    raw = in_notebook_image(inst, notebook_container(inst), ["m2e", experiment])
+    log(f"qoe.m2e({experiment}): {raw['first_s']:.2f} s first, {raw['second_call_s']:.2f} s next")
+    return raw
+
+
+def m2e_notebook_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    """The M2E notebook's figures from :mod:`testbed_devtools.qoe_bench`'s ``notebook``
+    output: runs, failures (a failed run, or an ok one without both records), and the
+    worst ``|m2e_measured_ms - m2e_truth_ms|`` over the runs that have both."""
+    rows = raw["rows"]
+    errors = {
+        r["experiment"]: round(abs(r["m2e_measured_ms"] - r["m2e_truth_ms"]), 3)
+        for r in rows
+        if r["status"] == "ok"
+        and r.get("m2e_measured_ms") is not None
+        and r.get("m2e_truth_ms") is not None
+    }
+    failed = [r["experiment"] for r in rows if r["experiment"] not in errors]
+    worst = max(errors, key=lambda e: (errors[e], e)) if errors else None
+    out: dict[str, Any] = {
+        "notebook": raw["notebook"],
+        "jobs": raw["jobs"],
+        "seconds": round(raw["seconds"], 1),
+        "returncode": raw["returncode"],
+        "runs": len(rows),
+        "failures": len(failed),
+        "failed": failed,
+        "worst_error_ms": None if worst is None else errors[worst],
+        "worst_experiment": worst,
+        "errors_ms": errors,
+    }
+    if not rows:
+        out["error"] = raw.get("stderr_tail") or f"run-notebook exited {raw['returncode']}"
+    return out
+
+
+def m2e_notebook(inst: Instance, jobs: int) -> dict[str, Any]:
+    """``run-notebook --all`` over the M2E demo notebook in the notebook image."""
+    container = notebook_container(inst)
+    notebook = f"{container['working_dir']}/{M2E_NOTEBOOK}"
+    raw = in_notebook_image(inst, container, ["notebook", notebook, "--jobs", str(jobs)])
+    res = m2e_notebook_summary(raw)
+    if not res["runs"]:
+        raise RuntimeError(f"run-notebook --all over {M2E_NOTEBOOK} ran nothing: {res['error']}")
+    log(
+        f"run-notebook --all 04-mouth-to-ear: {res['runs']} runs, {res['failures']} failed "
+        f"in {res['seconds']} s; worst M2E error {res['worst_error_ms']} ms"
+    )
+    return res
+
+
 # -- report ------------------------------------------------------------------------------
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:g} s"
@@ -907,6 +1139,65 @@ def _image(im: dict[str, Any]) -> list[Row]:
     return [judge(FIGURES["image"][0][0], f"{im['gb']:.2f} GB", "image_size_gb", im["gb"])]
 
 
+def _nist_seed(ns: dict[str, Any]) -> list[Row]:
+    (cold_fig, _), (warm_fig, _) = FIGURES["nist_seed"]
+    cold, n = ns["cold"], ns["experiments"]
+    measured = (cold.get("nist") or {}).get("measured")
+    out = [
+        judge(
+            f"{cold_fig} ({n} experiments, {ns['access_experiments']} with access time)",
+            f"{cold['seconds']:.0f} s ({measured} measured, {cold.get('recordings')} recordings)",
+            "nist_seed_cold_s",
+            cold["seconds"],
+            (f"{n} measured", measured == n),
+        )
+    ]
+    warm = ns.get("warm")
+    if warm is None or "warm_error" in ns:
+        return out + [not_measured(warm_fig, [], ns.get("warm_error", "did not run"))]
+    report = warm.get("nist") or {}
+    return out + [
+        Row(
+            warm_fig,
+            f"{warm['seconds']:.0f} s ({report.get('from_cache')} from cache, "
+            f"{report.get('measured')} measured)",
+        )
+    ]
+
+
+def _m2e_eval(me: dict[str, Any]) -> list[Row]:
+    (first, _), (second, _) = FIGURES["m2e_eval"]
+    return [
+        judge(
+            f"{first} ({me['experiment']})",
+            f"{me['first_s']:.2f} s (import {me['import_s']:.2f} s + call "
+            f"{me['first_call_s']:.2f} s)",
+            "m2e_eval_s",
+            me["first_s"],
+        ),
+        Row(f"{second} ({me['experiment']})", f"{me['second_call_s']:.2f} s"),
+    ]
+
+
+def _m2e_notebook(mn: dict[str, Any]) -> list[Row]:
+    (batch, _), (worst, _) = FIGURES["m2e_notebook"]
+    runs, failures = mn["runs"], mn["failures"]
+    value = "-" if mn["worst_error_ms"] is None else f"{mn['worst_error_ms']:g} ms"
+    return [
+        Row(
+            f"{batch} ({runs} experiments, --jobs {mn['jobs']})",
+            f"{mn['seconds']:.1f} s, {runs} runs, failed {failures}",
+        ),
+        judge(
+            worst,
+            f"{value} ({mn['worst_experiment']})" if mn["worst_experiment"] else value,
+            "m2e_notebook_error_ms",
+            mn["worst_error_ms"],
+            (f"all {runs} measured", runs > 0 and failures == 0),
+        ),
+    ]
+
+
 # Each step's figures and target keys, in the table's order; what a failed step prints
 # in their place ("not measured", FAIL).
 FIGURES: dict[str, list[tuple[str, list[str]]]] = {
@@ -942,6 +1233,18 @@ FIGURES: dict[str, list[tuple[str, list[str]]]] = {
         ("experiments, run-notebook --jobs N vs --jobs 1", []),
     ],
     "image": [("notebook image size", ["image_size_gb"])],
+    "nist_seed": [
+        ("seeding the demo data with NIST's tests, cold (no cache)", ["nist_seed_cold_s"]),
+        ("seeding the demo data with NIST's tests, warm (from the cold run's cache)", []),
+    ],
+    "m2e_eval": [
+        ("testbed.qoe.m2e in the notebook image, first call (with NIST's import)", ["m2e_eval_s"]),
+        ("testbed.qoe.m2e in the notebook image, second call", []),
+    ],
+    "m2e_notebook": [
+        ("run-notebook --all over 04-mouth-to-ear", []),
+        ("worst |m2e_measured_ms - m2e_truth_ms| over the experiments", ["m2e_notebook_error_ms"]),
+    ],
 }
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "fresh_converge": _fresh_converge,
@@ -954,6 +1257,9 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "auth": _auth,
     "batch": _batch,
     "image": _image,
+    "nist_seed": _nist_seed,
+    "m2e_eval": _m2e_eval,
+    "m2e_notebook": _m2e_notebook,
 }
 
 
@@ -1170,7 +1476,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: ansible(inventory, REPO / "site.yml", out_dir / "rerun.log", []),
     )
     used = ["image", "spawn_single", "server_memory", "spawn_browser", "spawn_burst"]
-    used += ["spawn_burst_large", "auth", "batch"]
+    used += ["spawn_burst_large", "auth", "batch", "nist_seed", "m2e_eval", "m2e_notebook"]
     if "fresh_converge" in failed:
         for key in used:
             failed.append(key)
@@ -1217,6 +1523,21 @@ def main(argv: list[str] | None = None) -> int:
             "batch",
             f"batch speed-up, {args.experiments} experiments",
             lambda: batch_speedup(inst, args.experiments, os.cpu_count() or 2),
+        )
+        step(
+            "nist_seed",
+            "seeding NIST's tests cold, then warm, into a temporary folder on the station",
+            lambda: nist_seeding(inst),
+        )
+        step(
+            "m2e_eval",
+            f"testbed.qoe.m2e({M2E_EXPERIMENT}) in the notebook image",
+            lambda: m2e_evaluation(inst),
+        )
+        step(
+            "m2e_notebook",
+            "run-notebook --all over 04-mouth-to-ear",
+            lambda: m2e_notebook(inst, os.cpu_count() or 2),
         )
     res["finished"] = time.strftime("%FT%TZ", time.gmtime())
     res["failed_steps"] = failed
