@@ -66,8 +66,7 @@ BAD = [
     ),
     (
         {"jupyterhub_npm_checksum": "3a7506f37e85c1ba"},
-        'jupyterhub_npm_checksum must be "sha512:<hex digest>" (or sha256) of '
-        "npm-10.9.4.tgz",
+        'jupyterhub_npm_checksum must be "sha512:<hex digest>" (or sha256) of npm-10.9.4.tgz',
     ),
     (
         {"jupyterhub_npm_version": "latest"},
