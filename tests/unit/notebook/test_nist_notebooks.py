@@ -6,6 +6,7 @@ test's stated resolution for access delay."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOKS = ROOT / "files" / "notebooks"
 DATA = ROOT / "tests" / "nist" / "data"
 WITHOUT = "exp-003"  # an experiment without NIST tests
+NO_TRUTH = "exp-004"  # an M2E test without an injected (truth) value
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,12 @@ def documents():
     for exp_id, doc in docs.items():
         doc["title"] = f"NIST fixture {exp_id}"
     docs[WITHOUT] = {"_id": WITHOUT, "title": "no NIST tests"}
+    # a testbed's own M2E test, nothing injected: no truth value in its document
+    own = copy.deepcopy(docs["exp-001"])
+    own["_id"], own["title"] = NO_TRUTH, "a testbed's own M2E test"
+    own["nist"]["m2e"].pop("m2e_truth_ms")
+    own["nist"].pop("access_time", None)
+    docs[NO_TRUTH] = own
     return docs
 
 
@@ -141,7 +149,18 @@ def test_mouth_to_ear_measured_within_1_ms_of_truth(nist_env, documents, tmp_pat
     assert rows[WITHOUT]["m2e_measured_ms"] == ""
     message = text_of(outputs(outcome, WITHOUT))
     assert "'exp-003' has no NIST mouth-to-ear (M2E) test" in message
-    assert "Experiments with one (2): exp-001, exp-002" in message
+    assert "Experiments with one (3): exp-001, exp-002, exp-004" in message
+
+
+def test_mouth_to_ear_without_a_truth_value_reports_the_measurement(nist_env, tmp_path):
+    """A testbed's own M2E test (no injected value in its document): the notebook
+    reports NIST's measurement and records no truth or error, instead of failing."""
+    outcome, rows = batch("04-mouth-to-ear", ["exp-001", NO_TRUTH], tmp_path)
+    ref, rec = outcome.results[0].records, outcome.results[1].records
+    assert rec["n_trials"] == ref["n_trials"] > 0
+    assert rec["m2e_measured_ms"] == ref["m2e_measured_ms"]
+    assert "m2e_truth_ms" not in rec and "m2e_error_ms" not in rec, rec
+    assert rows[NO_TRUTH]["m2e_truth_ms"] == ""
 
 
 @pytest.mark.slow
