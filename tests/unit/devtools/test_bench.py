@@ -115,7 +115,7 @@ def test_ratio_of_nothing_is_none():
         ("empty_run_s", "<= 0.5 s"),
         ("batch_speedup", ">= 1.9x"),
         ("auth_ratio_cached", "<= 1.2x"),
-        ("image_size_gb", "<= 1.2 GB"),
+        ("image_size_gb", "<= 1 GB"),
         ("nist_seed_cold_s", "<= 120 s"),
         ("m2e_eval_s", "<= 2 s"),
         ("m2e_notebook_error_ms", "<= 1 ms"),
@@ -166,7 +166,7 @@ def test_table_prints_each_figure_beside_its_target():
     assert set(rule.replace(" ", "")) == {"-"}
     assert line.split()[-1] == "FAIL"
     assert header.index("value") == line.index("1.50 GB")
-    assert header.index("target") == line.index("<= 1.2 GB")
+    assert header.index("target") == line.index("<= 1 GB")
 
 
 def test_write_json_makes_the_folder(tmp_path):
@@ -354,7 +354,7 @@ def test_rows_print_every_figure_of_issue_18_beside_its_target():
             "report",
             "-",
         ),
-        "notebook image size": ("0.92 GB", "<= 1.2 GB", "PASS"),
+        "notebook image size": ("0.92 GB", "<= 1 GB", "PASS"),
     }
 
 

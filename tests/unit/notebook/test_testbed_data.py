@@ -229,3 +229,20 @@ def test_credentials_are_used_and_refusal_is_explained(monkeypatch, auth_server)
     text = str(err.value)
     assert "refused user 'reader' (TESTBED_MONGO_USER / TESTBED_MONGO_PASSWORD)" in text
     assert "s3cret" not in text and "wrong" not in text
+
+
+def test_experiment_rows_say_which_nist_tests_exist_without_their_file_lists():
+    """The ``nist`` document's nested file lists stay out of the table (testbed.qoe
+    reads them); two booleans say which of NIST's tests the experiment has."""
+    from testbed.data import _flatten
+
+    with_both = {"_id": "exp-002", "nist": {"m2e": {"csv": "a.csv"}, "access_time": {"csvs": []}}}
+    only_m2e = {"_id": "exp-001", "nist": {"m2e": {"csv": "a.csv"}}}
+    none = {"_id": "exp-003"}
+    rows = [_flatten(d) for d in (with_both, only_m2e, none)]
+    assert all("nist" not in r for r in rows)
+    assert [(r["nist_m2e"], r["nist_access_time"]) for r in rows] == [
+        (True, True),
+        (True, False),
+        (False, False),
+    ]

@@ -124,7 +124,7 @@ TARGETS: dict[str, Target] = {
         Target("auth_ratio_cached", 1.2, "<=", "x"),
         Target("empty_run_s", 0.5, "<=", "s"),
         Target("batch_speedup", 1.9, ">=", "x"),
-        Target("image_size_gb", 1.2, "<=", "GB"),
+        Target("image_size_gb", 1.0, "<=", "GB"),
         # NIST's QoE tests (issue 15)
         Target("nist_seed_cold_s", 120.0, "<=", "s"),
         Target("m2e_eval_s", 2.0, "<=", "s"),

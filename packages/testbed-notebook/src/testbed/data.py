@@ -244,10 +244,15 @@ def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
         if key == "channel" and isinstance(value, Mapping):
             for ck, cv in value.items():
                 row[f"channel_{ck}"] = cv
+        elif key == "nist":
+            continue  # nested file lists: testbed.qoe reads them; the table says which
         else:
             row[key] = value
     row["n_participants"] = len(doc.get("participants") or [])
     row["n_recordings"] = len(doc.get("recordings") or [])
+    nist = doc.get("nist") if isinstance(doc.get("nist"), Mapping) else {}
+    row["nist_m2e"] = bool(nist.get("m2e"))
+    row["nist_access_time"] = bool(nist.get("access_time"))
     return row
 
 
@@ -256,7 +261,9 @@ def experiments(query: Mapping[str, Any] | None = None) -> pd.DataFrame:
 
     The channel settings are flattened into ``channel_bandwidth_kbps``,
     ``channel_delay_ms``, ``channel_packet_loss_pct``, ``channel_bit_error_rate``;
-    ``n_participants`` and ``n_recordings`` count the lists. ``query`` is an
+    ``n_participants`` and ``n_recordings`` count the lists; ``nist_m2e`` and
+    ``nist_access_time`` say whether the experiment has NIST's M2E / access-time test
+    (:mod:`testbed.qoe` evaluates them). ``query`` is an
     optional MongoDB filter, e.g. ``{"channel.packet_loss_pct": {"$gte": 1}}``.
     """
     import pandas as pd
@@ -271,6 +278,7 @@ def experiments(query: Mapping[str, Any] | None = None) -> pd.DataFrame:
     columns = ["experiment_id", "name", "title", "date"]
     columns += [f"channel_{f}" for f in CHANNEL_FIELDS]
     columns += ["participants", "n_participants", "recordings", "n_recordings"]
+    columns += ["nist_m2e", "nist_access_time"]
     rows = [_flatten(d) for d in docs]
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in columns]
