@@ -51,7 +51,7 @@ import shutil
 import tarfile
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,12 +225,13 @@ def check_environment(access_time: bool = False) -> None:
             ) from None
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of NIST's packages (pip names), for the experiment document."""
+def versions(names: Iterable[str] = PINNED) -> dict[str, str]:
+    """Installed versions of NIST's packages (pip names), for the experiment document;
+    or of the distributions ``names``. Those not installed are left out."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in PINNED:
+    for name in names:
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
     return found
@@ -425,16 +426,6 @@ class Experiment:
 NUMERIC_LIBRARIES = ("numpy", "scipy")
 
 
-def _numeric_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in NUMERIC_LIBRARIES:
-        with contextlib.suppress(PackageNotFoundError):
-            found[name] = version(name)
-    return found
-
-
 def cache_key(experiment: Experiment) -> str:
     """Content hash of what the experiment's NIST folder is made from: the experiment's
     parameters and seed, NIST's and NumPy's/SciPy's installed versions, this module's
@@ -444,7 +435,7 @@ def cache_key(experiment: Experiment) -> str:
         "format": FORMAT,
         "experiment": asdict(experiment),
         "versions": versions(),
-        "numeric": _numeric_versions(),
+        "numeric": versions(NUMERIC_LIBRARIES),
         "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
