@@ -20,11 +20,13 @@ from testbed.batch import inspect_notebook, plan_batch, run_batch
 from testbed.errors import RecordingMissing
 
 DEMOS = ["01-experiment-overview", "02-ptt-performance", "03-audio"]
+#: NIST's notebooks: run on NIST's outputs in test_nist_notebooks.py
+NIST_DEMOS = ["04-mouth-to-ear", "05-access-delay"]
 NOTEBOOKS = Path(__file__).resolve().parents[3] / "files" / "notebooks"
 pytestmark = pytest.mark.usefixtures("testbed_env")
 
 
-@pytest.mark.parametrize("name", DEMOS)
+@pytest.mark.parametrize("name", DEMOS + NIST_DEMOS)
 def test_demo_is_a_clean_parameterised_template(name):
     path = NOTEBOOKS / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
