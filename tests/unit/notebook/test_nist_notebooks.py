@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -167,3 +168,19 @@ def test_access_delay_within_the_tests_resolution(nist_env, documents, tmp_path)
     assert len(images) == 1  # the curve, zoomed, and access delay vs alpha
     assert outcome.results[1].records == {"n_trials": 0}
     assert "'exp-001' has no NIST access-time test" in text_of(outputs(outcome, "exp-001"))
+
+
+def test_readme_qoe_block_runs_on_nist_outputs(nist_env):
+    """The README's ``testbed.qoe`` block (researchers' section), as written, on NIST's
+    outputs: each line answers its question (e2e/test_readme.py runs it in JupyterLab)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+        if "from testbed import qoe" in b
+    )
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+    trials, summary, curve = scope["trials"], scope["summary"], scope["curve"]
+    assert len(trials) > 0 and "access_delay_ms" in summary.columns and len(curve) > 0
+    assert scope["qoe"].experiments_with("access_time") == ["exp-002"]
