@@ -52,8 +52,8 @@ lint: venv check-collections ## yamllint, ansible-lint (production), syntax chec
 	python -m testbed_devtools.role_docs --check roles
 	ansible-lint --profile production --offline
 	ansible-playbook --syntax-check -i inventory/demo site.yml
-	ruff check packages tests molecule scripts
-	ruff format --check packages tests molecule scripts
+	ruff check packages tests molecule scripts plugins
+	ruff format --check packages tests molecule scripts plugins
 	python -m testbed_devtools.import_cycles packages/*/src
 
 docs: venv ## role README variable tables from meta/argument_specs.yml

@@ -242,7 +242,7 @@ def sample_results():
     """Every step's figures, each meeting its target."""
     return {
         "fresh_converge": {"seconds": 175.0, "changed": 63},
-        "rerun": {"seconds": 29.6, "changed": 0},
+        "rerun": {"seconds": 29.6, "changed": 0, "linear": {"seconds": 74.0, "changed": 0}},
         "spawn_single": {
             "runs": [{}] * 5,
             "p50_s": 0.85,
@@ -303,7 +303,16 @@ def test_rows_print_every_figure_of_issue_18_beside_its_target():
     result = {r.figure: (r.value, r.target, r.result) for r in bench.rows(sample_results())}
     assert result == {
         "fresh converge (container + site.yml, image build)": ("175 s", "<= 180 s", "PASS"),
-        "idempotent re-run of site.yml": ("30 s, changed=0", "<= 30 s, changed=0", "PASS"),
+        "idempotent re-run of site.yml (Mitogen, ansible.cfg)": (
+            "30 s, changed=0",
+            "<= 30 s, changed=0",
+            "PASS",
+        ),
+        "idempotent re-run of site.yml, ANSIBLE_STRATEGY=linear (baseline)": (
+            "74 s, changed=0; Mitogen 2.50x faster",
+            "report",
+            "-",
+        ),
         "spawn 1 new user, login -> JupyterLab answers (n=5)": (
             "p50 0.85 s, p95 1.1 s, failed 0",
             "p50 <= 0.9 s, p95 <= 1.2 s, 0 failed",
@@ -423,8 +432,21 @@ def test_hub_figures_that_failed_are_not_measured_beside_the_burst():
 
 
 def test_rerun_with_changes_is_not_idempotent():
-    (row,) = bench.rows({"rerun": {"seconds": 10.0, "changed": 2}})
+    row, baseline = bench.rows({"rerun": {"seconds": 10.0, "changed": 2}})
     assert row.result == "FAIL" and "changed=2" in row.value
+    # no baseline measured: the row says so instead of a ratio
+    assert baseline.value == "not measured (did not run)"
+
+
+def test_rerun_reports_the_linear_baseline_and_mitogens_ratio():
+    _row, baseline = bench.rows(
+        {"rerun": {"seconds": 38.0, "changed": 0, "linear": {"seconds": 95.0, "changed": 0}}}
+    )
+    assert baseline.value == "95 s, changed=0; Mitogen 2.50x faster"
+    _row, failed = bench.rows(
+        {"rerun": {"seconds": 38.0, "changed": 0, "linear_error": "site.yml exited 2"}}
+    )
+    assert failed.value == "not measured (site.yml exited 2)"
 
 
 def test_table_skips_missing_steps():

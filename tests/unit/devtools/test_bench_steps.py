@@ -517,8 +517,9 @@ def faked_station(monkeypatch, tmp_path):
     runs = [{"ok": True, "ready_s": 0.8}]
     ansible_calls: list[str] = []
 
-    def ansible(inventory, playbook, logfile, extra):
-        ansible_calls.append(playbook.name)
+    def ansible(inventory, playbook, logfile, extra, env=None):
+        strategy = (env or {}).get("ANSIBLE_STRATEGY")
+        ansible_calls.append(f"{playbook.name} ({strategy})" if strategy else playbook.name)
         return {"seconds": 20.0, "ok": 9, "changed": 0, "unreachable": 0, "failed": 0}
 
     steps = {
@@ -612,7 +613,14 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     assert "90 s (24 measured" in seed and seed.split()[-1] == "PASS"
     (worst,) = [ln for ln in out.splitlines() if ln.startswith("worst |m2e_measured_ms")]
     assert "0.5 ms (exp-002)" in worst and worst.split()[-1] == "PASS"
-    assert ansible_calls == ["demo-clean.yml", "demo.yml", "site.yml", "demo-clean.yml"]
+    # the re-run twice: the linear baseline first, then as ansible.cfg says (Mitogen)
+    assert ansible_calls == [
+        "demo-clean.yml",
+        "demo.yml",
+        "site.yml (linear)",
+        "site.yml",
+        "demo-clean.yml",
+    ]
 
 
 def test_when_the_fresh_converge_fails_every_later_figure_is_not_measured(
@@ -620,7 +628,7 @@ def test_when_the_fresh_converge_fails_every_later_figure_is_not_measured(
 ):
     tmp_path, _ = faked_station
 
-    def ansible(inventory, playbook, logfile, extra):
+    def ansible(inventory, playbook, logfile, extra, env=None):
         if playbook.name == "demo.yml":
             raise RuntimeError("demo.yml exited 2: see converge.log")
         return {"seconds": 20.0, "changed": 0}
