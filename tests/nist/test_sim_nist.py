@@ -198,3 +198,24 @@ def test_access_delay_within_nists_resolution(access_runs):
         value, ci = result.eval(acc["alpha"])
         error_ms = value * 1000 - acc["access_truth_ms"]
         assert abs(error_ms) <= acc["resolution_s"] * 1000, (exp_id, value, ci)
+
+
+def test_access_truth_follows_nists_device_delay_convention(tmp_path):
+    """Without a simulated device delay the PTT tone leaves on time, NIST still
+    subtracts its 31 ms from it, so the access delay it measures is 31 ms longer
+    than the one injected (testbed_sim.nist.access_truth_ms), within the resolution."""
+    from mcvqoe.accesstime.access_time_eval import evaluate
+
+    doc = nist.run_experiment(
+        tmp_path,
+        nist.Experiment(
+            "exp-013", m2e_latency_s=0.2, access_delay_s=0.3, seed=3, device_delay_s=0.0
+        ),
+    )
+    acc = doc["access_time"]
+    assert acc["access_truth_ms"] == pytest.approx(300.0 + 31.0)
+    result = evaluate(
+        [str(tmp_path / p) for p in acc["csvs"]], wav_dirs=[str(tmp_path / acc["wav_dir"])]
+    )
+    value, _ci = result.eval(acc["alpha"])
+    assert abs(value * 1000 - acc["access_truth_ms"]) <= acc["resolution_s"] * 1000, value

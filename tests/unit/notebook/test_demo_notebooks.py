@@ -14,10 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 import soundfile
-from nbclient import NotebookClient
 
 from testbed.batch import inspect_notebook, plan_batch, run_batch
 from testbed.errors import RecordingMissing
+from testbed_devtools.notebook_figures import UNIT, crowded, labelled, run_instrumented
 
 DEMOS = ["01-experiment-overview", "02-ptt-performance", "03-audio"]
 #: NIST's notebooks: run on NIST's outputs in test_nist_notebooks.py
@@ -215,96 +215,6 @@ def test_audio(seed_data, media, tmp_path):
 
 
 # -- what a reader sees: figures, tables, messages -------------------------------------
-
-#: First cell of an instrumented run: the inline backend keeps figures open after it
-#: shows them, so the last cell can describe every figure the notebook drew.
-KEEP_FIGURES = """\
-from matplotlib_inline.config import InlineBackend
-InlineBackend.instance().close_figures = False
-"""
-
-#: Last cell: each figure's axes as the reader sees them (titles, labels, ticks in
-#: view, colour bars, scatter points in pixels with their marker radius).
-DESCRIBE_FIGURES = """\
-import json as _json
-import matplotlib.pyplot as _plt
-import numpy as _np
-
-
-def _describe(fig):
-    fig.canvas.draw()
-    mapped = [c for ax in fig.axes for c in ax.collections if c.get_array() is not None]
-    bar_axes = {id(c.colorbar.ax) for c in mapped if getattr(c, "colorbar", None)}
-    axes = []
-    for ax in fig.axes:
-        if not ax.axison:
-            continue
-        lo, hi = sorted(ax.get_ylim())
-        points = []
-        for c in ax.collections:
-            face = c.get_facecolor()
-            if type(c).__name__ != "PathCollection" or not len(face) or face[0][3] == 0:
-                continue  # not a scatter, or a ring drawn around a point
-            radius = _np.sqrt(c.get_sizes()) / 2 * fig.dpi / 72
-            for i, (x, y) in enumerate(ax.transData.transform(c.get_offsets())):
-                points.append([float(x), float(y), float(radius[i % len(radius)])])
-        axes.append(
-            {
-                "title": ax.get_title(),
-                "xlabel": ax.get_xlabel(),
-                "ylabel": ax.get_ylabel(),
-                "colorbar": id(ax) in bar_axes,
-                "yticks": [float(t) for t in ax.get_yticks() if lo <= t <= hi],
-                "colorbar_labels": [
-                    c.colorbar.ax.get_ylabel() if getattr(c, "colorbar", None) else None
-                    for c in ax.collections
-                    if c.get_array() is not None and id(ax) not in bar_axes
-                ],
-                "points": points,
-            }
-        )
-    return {"suptitle": fig._suptitle.get_text() if fig._suptitle else "", "axes": axes}
-
-
-print("FIGURES=" + _json.dumps([_describe(_plt.figure(n)) for n in _plt.get_fignums()]))
-"""
-
-UNIT = re.compile(r"\(.+\)$")  # "delay (ms)", "bandwidth (kbit/s)"
-
-
-def labelled(label: str) -> bool:
-    """An axis label names its quantity and unit; counts and categories have none."""
-    return bool(UNIT.search(label)) or label.startswith(("number of ", "experiment"))
-
-
-def run_instrumented(name: str, experiment_id: str, tmp_path: Path) -> tuple[list, list]:
-    """Execute a demo notebook for one experiment; return its figures' descriptions and
-    the outputs of its own cells."""
-    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"experiment_id = {experiment_id!r}"))
-    nb.cells.insert(0, nbformat.v4.new_code_cell(KEEP_FIGURES))
-    nb.cells.append(nbformat.v4.new_code_cell(DESCRIBE_FIGURES))
-    client = NotebookClient(
-        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()
-    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    figures = json.loads(printed.split("FIGURES=", 1)[1])
-    outputs = [o for c in nb.cells[1:-1] for o in c.get("outputs", [])]
-    return figures, outputs
-
-
-def crowded(points: list[list[float]]) -> list[tuple[int, int, float]]:
-    """Pairs of scatter points whose markers overlap by more than a quarter of their
-    width (the one below would be mostly hidden), with their distance in pixels."""
-    close = []
-    for i, (x1, y1, r1) in enumerate(points):
-        for j, (x2, y2, r2) in enumerate(points[i + 1 :], start=i + 1):
-            distance = float(np.hypot(x1 - x2, y1 - y2))
-            if distance < 0.75 * (r1 + r2):
-                close.append((i, j, round(distance, 1)))
-    return close
 
 
 @pytest.mark.slow

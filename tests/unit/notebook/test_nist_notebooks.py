@@ -19,6 +19,7 @@ import pytest
 import soundfile
 
 from testbed.batch import plan_batch, run_batch
+from testbed_devtools.notebook_figures import UNIT, crowded, labelled, run_instrumented
 from testbed_sim import mongo
 from testbed_sim.seed import DATABASE
 
@@ -168,6 +169,35 @@ def test_access_delay_within_the_tests_resolution(nist_env, documents, tmp_path)
     assert len(images) == 1  # the curve, zoomed, and access delay vs alpha
     assert outcome.results[1].records == {"n_trials": 0}
     assert "'exp-001' has no NIST access-time test" in text_of(outputs(outcome, "exp-001"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "experiment_id", "n_axes"),
+    [("04-mouth-to-ear", "exp-001", 2), ("05-access-delay", "exp-002", 3)],
+)
+def test_every_plot_is_titled_labelled_and_readable(
+    nist_env, tmp_path, name, experiment_id, n_axes
+):
+    """As test_demo_notebooks checks 01-03: one figure, every plot titled with its
+    experiment, both axes named with their unit (or a count), no hidden point."""
+    (fig,), _outputs = run_instrumented(name, experiment_id, tmp_path)
+    plots = [ax for ax in fig["axes"] if not ax["colorbar"]]
+    assert len(plots) == n_axes, [ax["title"] for ax in fig["axes"]]
+    for ax in plots:
+        assert ax["title"].startswith(f"{experiment_id}: "), ax
+        assert labelled(ax["xlabel"]) and labelled(ax["ylabel"]), ax
+        assert all(label and UNIT.search(label) for label in ax["colorbar_labels"]), ax
+        if ax["ylabel"].startswith("number of "):  # counts: whole ticks only
+            assert len(ax["yticks"]) >= 2 and all(t == int(t) for t in ax["yticks"]), ax
+        if ax["title"].endswith("P1 intelligibility vs time from PTT"):
+            # the overview of the whole curve: the bisection's PTT times lie a few ms
+            # apart around the access delay; the next panel zooms in on them
+            continue
+        assert crowded(ax["points"]) == [], (ax["title"], crowded(ax["points"]))
+    if name == "05-access-delay":
+        zoom = next(ax for ax in plots if ax["title"].endswith("around the access delay"))
+        assert len(zoom["points"]) >= 3, zoom  # the trials near the access delay, apart
 
 
 def test_readme_qoe_block_runs_on_nist_outputs(nist_env):
