@@ -314,6 +314,7 @@ def test_fork_bomb_leaves_hub_and_peer_answering(host, server, peer):
     volume = json.loads(host.check_output(f"docker volume inspect jupyterhub-user-{TEST_USER}"))
     report = f"{volume[0]['Mountpoint']}/forkbomb.json"
     host.run(f"rm -f {report}")
+    before = processes(host, CONTAINER)
     start = host.run(f"docker exec -d {CONTAINER} python -c %s 25 {NB}/forkbomb.json", FORK_BOMB)
     assert start.rc == 0, start.stderr
     deadline = time.monotonic() + 30
@@ -337,6 +338,17 @@ def test_fork_bomb_leaves_hub_and_peer_answering(host, server, peer):
     while host.run(f"docker exec {CONTAINER} true").rc != 0:
         assert time.monotonic() < deadline, "fork bomb children still there after 60 s"
         time.sleep(1)
+    # ...once its children are gone: one exec can succeed while the last of them still
+    # hold pids, and the next fails to start ("read init-p: connection reset by peer")
+    while (left := processes(host, CONTAINER)) > before + 2:
+        assert time.monotonic() < deadline, f"{left} processes after 60 s, {before} before"
+        time.sleep(1)
+
+
+def processes(host, container: str) -> int:
+    """How many processes run in ``container`` (``docker top``)."""
+    out = host.check_output(f"docker top {container} -o pid")
+    return len(out.splitlines()) - 1  # the header
 
 
 def test_memory_hog_leaves_hub_and_peer_answering(host, server, peer):
