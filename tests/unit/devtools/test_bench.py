@@ -438,6 +438,15 @@ def test_rerun_with_changes_is_not_idempotent():
     assert baseline.value == "not measured (did not run)"
 
 
+def test_rerun_is_not_idempotent_when_the_baseline_changed_something():
+    """The linear baseline is the first re-run after the converge: what it changed,
+    the gated Mitogen run would not see again."""
+    row, _baseline = bench.rows(
+        {"rerun": {"seconds": 38.0, "changed": 0, "linear": {"seconds": 95.0, "changed": 3}}}
+    )
+    assert row.result == "FAIL"
+
+
 def test_rerun_reports_the_linear_baseline_and_mitogens_ratio():
     _row, baseline = bench.rows(
         {"rerun": {"seconds": 38.0, "changed": 0, "linear": {"seconds": 95.0, "changed": 0}}}

@@ -613,12 +613,12 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     assert "90 s (24 measured" in seed and seed.split()[-1] == "PASS"
     (worst,) = [ln for ln in out.splitlines() if ln.startswith("worst |m2e_measured_ms")]
     assert "0.5 ms (exp-002)" in worst and worst.split()[-1] == "PASS"
-    # the re-run twice: the linear baseline first, then as ansible.cfg says (Mitogen)
+    # the re-run twice: the linear baseline first, then with Mitogen (ansible.cfg's)
     assert ansible_calls == [
         "demo-clean.yml",
         "demo.yml",
         "site.yml (linear)",
-        "site.yml",
+        "site.yml (mitogen_linear)",
         "demo-clean.yml",
     ]
 
@@ -679,3 +679,23 @@ def test_burst_marks_are_first_p50_and_last():
         ("p50 4.0 s", 4.0, pytest.approx(2 / 3)),
         ("last 9.0 s", 9.0, 1.0),
     ]
+
+
+def test_a_failed_baseline_is_reported_and_the_mitogen_rerun_still_runs(tmp_path, monkeypatch):
+    calls = []
+
+    def ansible(inventory, playbook, logfile, extra, env=None):
+        calls.append((playbook.name, (env or {}).get("ANSIBLE_STRATEGY")))
+        if (env or {}).get("ANSIBLE_STRATEGY") == "linear":
+            raise RuntimeError("site.yml exited 2: see rerun-linear.log")
+        return {"seconds": 29.0, "ok": 315, "changed": 0, "unreachable": 0, "failed": 0}
+
+    monkeypatch.setattr(bench, "ansible", ansible)
+    res = bench.rerun(tmp_path / "inventory", tmp_path)
+    assert calls == [("site.yml", "linear"), ("site.yml", "mitogen_linear")]
+    assert res["linear_error"] == "site.yml exited 2: see rerun-linear.log"
+    assert res["seconds"] == 29.0 and "linear" not in res
+    row, baseline = bench.rows({"rerun": res})
+    assert row.result == "PASS"
+    assert baseline.value == "not measured (site.yml exited 2: see rerun-linear.log)"
+    assert baseline.result == "FAIL"

@@ -180,7 +180,10 @@ def test_every_plot_is_titled_labelled_and_readable(
     nist_env, tmp_path, name, experiment_id, n_axes
 ):
     """As test_demo_notebooks checks 01-03: one figure, every plot titled with its
-    experiment, both axes named with their unit (or a count), no hidden point."""
+    experiment, both axes named with their unit (or a count), no hidden scatter point.
+    The hidden-point check sees scatter points only (notebook_figures): 05's trial
+    means are a scatter, 04's per-trial markers and the red alpha markers are line
+    markers and are not checked."""
     (fig,), _outputs = run_instrumented(name, experiment_id, tmp_path)
     plots = [ax for ax in fig["axes"] if not ax["colorbar"]]
     assert len(plots) == n_axes, [ax["title"] for ax in fig["axes"]]
