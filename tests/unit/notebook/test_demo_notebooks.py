@@ -17,7 +17,7 @@ import soundfile
 
 from testbed.batch import inspect_notebook, plan_batch, run_batch
 from testbed.errors import RecordingMissing
-from testbed_devtools.notebook_figures import UNIT, crowded, labelled, run_instrumented
+from testbed_devtools.notebook_figures import UNIT, readability_problems, run_instrumented
 
 DEMOS = ["01-experiment-overview", "02-ptt-performance", "03-audio"]
 #: NIST's notebooks: run on NIST's outputs in test_nist_notebooks.py
@@ -235,13 +235,7 @@ def test_every_plot_is_titled_labelled_and_readable(
         plots = [ax for ax in fig["axes"] if not ax["colorbar"]]
         assert plots
         for ax in plots:
-            assert ax["title"], ax
-            assert labelled(ax["xlabel"]) and labelled(ax["ylabel"]), ax
-            # every colour-mapped plot has a colour bar that says what the colour means
-            assert all(label and UNIT.search(label) for label in ax["colorbar_labels"]), ax
-            if ax["ylabel"].startswith("number of "):  # counts: whole ticks only
-                assert len(ax["yticks"]) >= 2 and all(t == int(t) for t in ax["yticks"]), ax
-            assert crowded(ax["points"]) == [], (ax["title"], crowded(ax["points"]))
+            assert readability_problems(ax) == [], ax
         for bar in (ax for ax in fig["axes"] if ax["colorbar"]):
             assert UNIT.search(bar["ylabel"]), bar
     doc = next(e for e in seed_data.experiments if e["_id"] == experiment_id)

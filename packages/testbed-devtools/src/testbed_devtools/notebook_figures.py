@@ -112,3 +112,27 @@ def crowded(points: list[list[float]]) -> list[tuple[int, int, float]]:
             if distance < 0.75 * (r1 + r2):
                 close.append((i, j, round(distance, 1)))
     return close
+
+
+def readability_problems(ax: dict, *, crowding: bool = True) -> list[str]:
+    """What makes one described plot (an ``axes`` entry of :func:`run_instrumented`,
+    not a colour bar) hard to read; ``[]`` when nothing does. Checked: a title; both
+    axes named with a unit or as a count (:func:`labelled`); a colour bar naming its
+    unit for every colour-mapped plot; whole ticks on counts; and, with ``crowding``,
+    no scatter point hidden under another (:func:`crowded`)."""
+    problems = []
+    if not ax["title"]:
+        problems.append("no title")
+    problems += [
+        f"{which} {ax[which]!r} names no unit"
+        for which in ("xlabel", "ylabel")
+        if not labelled(ax[which])
+    ]
+    if not all(label and UNIT.search(label) for label in ax["colorbar_labels"]):
+        problems.append(f"colour bar labels {ax['colorbar_labels']} name no unit")
+    counts = ax["ylabel"].startswith("number of ")
+    if counts and not (len(ax["yticks"]) >= 2 and all(t == int(t) for t in ax["yticks"])):
+        problems.append(f"counts with ticks {ax['yticks']}")
+    if crowding and (pairs := crowded(ax["points"])):
+        problems.append(f"points hidden under others (index, index, px): {pairs}")
+    return problems
