@@ -6,7 +6,8 @@ Prometheus and the exporters listen on loopback only; every target is up; the hu
 own metrics and the users' container CPU and memory are in Prometheus; stopping the
 hub fires JupyterHubDown within (for + evaluation interval + scrape interval +
 margin); ``playbooks/check.yml`` passes on the healthy station and names the auth
-service when it is stopped; the CPU the hub spends on being scraped is recorded.
+service when it is stopped; the check and the disk alert count free space as df does;
+the CPU the hub spends on being scraped is recorded.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration))
 
 
-def run_playbook(name: str) -> subprocess.CompletedProcess[str]:
+def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name)]
+    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name), *extra]
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
 
@@ -183,6 +184,40 @@ def test_check_playbook_passes_on_a_healthy_station():
     res = run_playbook("check.yml")
     assert res.returncode == 0, flat(res)[-3000:]
     assert "all ok" in flat(res)
+
+
+def df_free_percent(host, path: str = "/var/lib/docker") -> float:
+    """Free space as df's Use% column counts it: avail / (used + avail), in percent."""
+    avail, used = map(
+        int, host.check_output(f"df -B1 --output=avail,used {path} | tail -1").split()
+    )
+    return 100 * avail / (avail + used)
+
+
+def test_disk_figure_is_dfs_own_in_the_check_and_the_alert(host):
+    """The check playbook and VolumesDiskFilling both count free space as df does:
+    blocks reserved for another user (ext4's reserved blocks; on this machine's disk
+    most of its size) are neither used nor free. A threshold of 99 % makes the check
+    report the figure, which must be df's within 0.5 %; the alert's expression,
+    evaluated by Prometheus on node-exporter's samples, must be df's too."""
+    res = run_playbook("check.yml", "-e", "prometheus_disk_free_threshold=99")
+    out = flat(res)
+    assert res.returncode != 0, out[-3000:]
+    found = re.search(r"disk: ([0-9.]+)% free on (\S+) \(Docker volumes\), below 99%", out)
+    assert found, out[-3000:]
+    assert abs(float(found.group(1)) - df_free_percent(host)) <= 0.5, (
+        found.group(0),
+        df_free_percent(host),
+    )
+
+    rules = api(host, "/api/v1/rules", type="alert")["groups"]
+    rule = next(r for g in rules for r in g["rules"] if r["name"] == "VolumesDiskFilling")
+    expr = rule["query"].rsplit("<", 1)[0]  # the figure, without its threshold
+    value = poll("node-exporter's filesystem samples", lambda: query(host, expr), 60)
+    assert abs(float(value[0]["value"][1]) - df_free_percent(host)) <= 0.5, (
+        value,
+        df_free_percent(host),
+    )
 
 
 def test_check_playbook_names_the_stopped_auth_service(host):

@@ -218,8 +218,10 @@ def test_alert_rules(rendered):
     disk = " ".join(rules["VolumesDiskFilling"]["expr"].split())
     assert disk == (
         '100 * node_filesystem_avail_bytes{job="node", mountpoint="/var/lib/docker"} '
-        '/ node_filesystem_size_bytes{job="node", mountpoint="/var/lib/docker"} < 10'
-    )
+        '/ (node_filesystem_avail_bytes{job="node", mountpoint="/var/lib/docker"} '
+        '+ node_filesystem_size_bytes{job="node", mountpoint="/var/lib/docker"} '
+        '- node_filesystem_free_bytes{job="node", mountpoint="/var/lib/docker"}) < 10'
+    )  # df's Use% convention: avail / (used + avail), reserved blocks count as neither
     cert = rules["CertificateExpiringSoon"]["expr"]
     assert 'probe_ssl_earliest_cert_expiry{job="blackbox", probe="certificate"}' in cert
     assert cert.endswith("/ 86400 < 14")
