@@ -2,10 +2,10 @@
 
 :func:`run_instrumented` executes a notebook (files/notebooks/) for one experiment
 with two extra cells: the first keeps every figure open, the last prints each
-figure's axes as JSON (titles, labels, ticks in view, colour bars, scatter points in
-pixels). The unit tests of the demo notebooks (tests/unit/notebook) check them with
-:func:`labelled` and :func:`crowded`: every plot titled, axes named with their unit,
-no scatter point hidden under another.
+figure's axes as JSON (titles, labels, ticks in view, colour bars, the filled markers
+of scatter plots and lines in pixels). The unit tests of the demo notebooks
+(tests/unit/notebook) check them with :func:`labelled` and :func:`crowded`: every plot
+titled, axes named with their unit, no marker hidden under another.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ InlineBackend.instance().close_figures = False
 """
 
 #: Last cell: each figure's axes as the reader sees them (titles, labels, ticks in
-#: view, colour bars, scatter points in pixels with their marker radius).
+#: view, colour bars, and the filled markers of scatter plots and of lines in pixels
+#: with their radius).
 DESCRIBE_FIGURES = """\
 import json as _json
 import matplotlib.pyplot as _plt
@@ -52,6 +53,14 @@ def _describe(fig):
             radius = _np.sqrt(c.get_sizes()) / 2 * fig.dpi / 72
             for i, (x, y) in enumerate(ax.transData.transform(c.get_offsets())):
                 points.append([float(x), float(y), float(radius[i % len(radius)])])
+        for line in ax.lines:
+            face = line.get_markerfacecolor()
+            if line.get_marker() in (None, "None", "", " ") or str(face).lower() == "none":
+                continue  # no markers, or rings drawn around points
+            radius = line.get_markersize() / 2 * fig.dpi / 72
+            xy = _np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
+            for x, y in ax.transData.transform(xy):
+                points.append([float(x), float(y), float(radius)])
         axes.append(
             {
                 "title": ax.get_title(),
@@ -103,8 +112,9 @@ def run_instrumented(name: str, experiment_id: str, tmp_path: Path) -> tuple[lis
 
 
 def crowded(points: list[list[float]]) -> list[tuple[int, int, float]]:
-    """Pairs of scatter points whose markers overlap by more than a quarter of their
-    width (the one below would be mostly hidden), with their distance in pixels."""
+    """Pairs of points (scatter or line markers) whose markers overlap by more than a
+    quarter of their width (the one below would be mostly hidden), with their distance
+    in pixels."""
     close = []
     for i, (x1, y1, r1) in enumerate(points):
         for j, (x2, y2, r2) in enumerate(points[i + 1 :], start=i + 1):
@@ -119,7 +129,7 @@ def readability_problems(ax: dict, *, crowding: bool = True) -> list[str]:
     not a colour bar) hard to read; ``[]`` when nothing does. Checked: a title; both
     axes named with a unit or as a count (:func:`labelled`); a colour bar naming its
     unit for every colour-mapped plot; whole ticks on counts; and, with ``crowding``,
-    no scatter point hidden under another (:func:`crowded`)."""
+    no marker (scatter or line) hidden under another (:func:`crowded`)."""
     problems = []
     if not ax["title"]:
         problems.append("no title")
