@@ -84,14 +84,33 @@ def test_markers_apart_are_not_crowded():
             lambda ax: ax.plot([10], [50], "o", markerfacecolor="none", markersize=14),
         ),
         (
+            "strokes and error-bar caps",
+            lambda ax: ax.errorbar([10, 10.3], [50, 50], yerr=[1, 1], fmt="none", capsize=4),
+        ),
+        ("x markers", lambda ax: ax.plot([10, 10.3], [50, 50], "x", markersize=8)),
+        (
             "scatter ring",
             lambda ax: ax.scatter([10], [50], s=160, facecolors="none", edgecolors="red"),
         ),
     ],
 )
 def test_lines_without_markers_and_rings_are_not_points(name, draw):
-    """A ring drawn around a point marks it, it does not hide it; a line has no markers."""
+    """A ring drawn around a point marks it, it does not hide it; a line has no markers;
+    strokes (x, +, an error bar's caps) cover too little to hide what lies below."""
     assert one_axes(draw)["points"] == [], name
+
+
+def test_markers_on_dates_and_categories_are_described():
+    """Line markers over dates or category names: positions in pixels, no crash."""
+    import datetime as dt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    days = [dt.datetime(2024, 3, d) for d in (4, 5, 9)]
+    ax1.plot(days, [1, 2, 3], "o")
+    ax2.plot(["exp-001", "exp-002"], [1, 2], "s")
+    (figure,) = describe()
+    assert [len(ax["points"]) for ax in figure["axes"]] == [3, 2]
+    assert crowded(figure["axes"][0]["points"]) == []
 
 
 def test_marker_radius_is_in_pixels():

@@ -34,6 +34,7 @@ DESCRIBE_FIGURES = """\
 import json as _json
 import matplotlib.pyplot as _plt
 import numpy as _np
+from matplotlib.markers import MarkerStyle as _MarkerStyle
 
 
 def _describe(fig):
@@ -54,12 +55,13 @@ def _describe(fig):
             for i, (x, y) in enumerate(ax.transData.transform(c.get_offsets())):
                 points.append([float(x), float(y), float(radius[i % len(radius)])])
         for line in ax.lines:
+            marker = _MarkerStyle(line.get_marker())
             face = line.get_markerfacecolor()
-            if line.get_marker() in (None, "None", "", " ") or str(face).lower() == "none":
-                continue  # no markers, or rings drawn around points
+            if not marker.is_filled() or str(face).lower() == "none":
+                continue  # no markers, strokes (x, +, error-bar caps), or rings around points
             radius = line.get_markersize() / 2 * fig.dpi / 72
-            xy = _np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
-            for x, y in ax.transData.transform(xy):
+            # get_xydata: already converted to floats (dates, categories) by the axes' units
+            for x, y in ax.transData.transform(line.get_xydata()):
                 points.append([float(x), float(y), float(radius)])
         axes.append(
             {
