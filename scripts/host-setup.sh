@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12/13 or Ubuntu, root or sudo) to run the demo and
 # the tests: Docker Engine (running), debootstrap, Chromium for the browser tests,
-# espeak-ng/sox for the simulator's recordings. Safe to run again: it installs only
+# libsndfile1 for the recordings' audio I/O. Safe to run again: it installs only
 # what is missing and starts dockerd only when no engine answers.
 set -euo pipefail
 
@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 log() { printf '==> %s\n' "$*"; }
 
 packages=(docker.io debootstrap python3 python3-venv python3-pip git make
-          chromium espeak-ng sox libsndfile1 curl ca-certificates iproute2
+          chromium libsndfile1 curl ca-certificates iproute2
           nginx-light libnginx-mod-http-set-misc)
 missing=()
 for p in "${packages[@]}"; do

@@ -53,7 +53,7 @@ def test_seed_measures_then_restores_from_the_cache(tmp_path):
 def test_seed_command_writes_the_stamp(tmp_path, monkeypatch):
     from testbed_sim import audio
 
-    # the espeak recordings are not this test's subject
+    # the recordings (QoEsim, testbed_sim.audio) are not this test's subject
     monkeypatch.setattr(audio, "write_recordings", lambda *a, **k: 0)
     stamp = tmp_path / "stamp.json"
     args = ["--seed", str(SEED), "--experiments", "2", "--media-dir", str(tmp_path / "m")]

@@ -183,6 +183,11 @@ def test_wav_files_match_database(host, db_view):
     assert on_disk.splitlines() == db_view["recordings"]
     dirs = host.check_output(f"find {MEDIA} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' | sort")
     assert dirs.splitlines() == db_view["ids"]
+    # recordings of QoEsim (format 2); nothing of an earlier format to move aside here
+    assert json.loads(host.file(f"{MEDIA}/.testbed-sim-recordings.json").content_string) == {
+        "format": 2
+    }
+    assert not host.file(f"{MEDIA}/.previous-recordings").exists
 
 
 def test_wav_format_and_readable_by_uid_1000(host):

@@ -1,16 +1,23 @@
-"""Recordings: espeak-ng speech through the radio channel, written as 8 kHz WAV."""
+"""Recordings: NIST's Harvard sentences through QoEsim, written as 8 kHz WAV.
+
+The audio has to support the numbers the database holds: each recording is its NIST
+clip delayed by the event's mouth_to_ear_ms, and the clip's first access_delay_ms
+is missing from it.
+"""
 
 from __future__ import annotations
 
-import shutil
+import hashlib
+import json
+import random
+import sys
 import wave
 
 import numpy as np
 import pytest
+from scipy.signal import fftconvolve, resample_poly
 
-from testbed_sim import audio, seed
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+from testbed_sim import audio, seed, speech
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +33,11 @@ def media(tmp_path_factory, small):
     return d
 
 
+@pytest.fixture(scope="module")
+def recorder():
+    return audio.Recorder()
+
+
 def read(path):
     with wave.open(str(path), "rb") as w:
         params = (w.getnchannels(), w.getsampwidth(), w.getframerate())
@@ -33,11 +45,33 @@ def read(path):
     return params, x
 
 
+def rms(x):
+    return float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0
+
+
+def clip_8k(recorder, name):
+    return resample_poly(recorder.clip(name).astype(float), 1, 6) * 32767
+
+
 def test_every_reference_has_a_wav_and_nothing_else(media, small):
     on_disk = sorted(str(p.relative_to(media)) for p in media.rglob("*.wav"))
     assert on_disk == sorted(e["recording"] for e in small.recordings())
-    assert sorted(p.name for p in media.iterdir()) == [e["_id"] for e in small.experiments]
+    assert sorted(p.name for p in media.iterdir()) == sorted(
+        [e["_id"] for e in small.experiments] + [audio.MARKER]
+    )
     assert list((media / "exp-005").iterdir()) == []
+    assert json.loads((media / audio.MARKER).read_text()) == {"format": audio.FORMAT}
+
+
+def test_events_name_their_clip(small):
+    for event in small.ptt_events:
+        if event["recording"] is None:
+            assert event["speech_clip"] is None and event["phrase"]
+        else:
+            assert event["phrase"] is None
+            assert event["speech_clip"] == speech.speech_clip(3, event["recording"])
+    clips = {e["speech_clip"] for e in small.recordings()}
+    assert clips == set(speech.SPEECH_CLIPS)
 
 
 def test_format_length_and_permissions(media, small):
@@ -47,37 +81,88 @@ def test_format_length_and_permissions(media, small):
         assert params == (1, 2, 8000)
         assert len(x) == round(event["duration_s"] * 8000)
         assert oct(path.stat().st_mode & 0o777) == "0o644"
-        assert np.sqrt(np.mean(x**2)) > 300  # speech, not silence
+        assert rms(x) > 300  # speech, not silence
 
 
-def test_band_limited_to_telephone_band(media, small):
+def test_delayed_by_mouth_to_ear_latency_within_one_sample(media, small, recorder):
     for event in small.recordings():
         _, x = read(media / event["recording"])
-        power = np.abs(np.fft.rfft(x)) ** 2
-        freqs = np.fft.rfftfreq(len(x), 1 / 8000)
-        total = power.sum()
-        assert power[freqs > 3600].sum() / total < 1e-3
-        assert power[freqs < 250].sum() / total < 1e-3
-        assert power[(freqs > 300) & (freqs < 3400)].sum() / total > 0.99
+        ref = clip_8k(recorder, event["speech_clip"])
+        start = round(event["access_delay_ms"] * 8)  # the part of the clip sent on air
+        template = ref[start : start + 4000]
+        corr = fftconvolve(x, template[::-1], mode="full")
+        lag = int(np.argmax(corr)) - (len(template) - 1) - start
+        assert abs(lag - event["mouth_to_ear_ms"] * 8) <= 1, event["_id"]
 
 
-def test_dropouts_follow_packet_loss(small):
-    event = small.recordings()[0]
-    speech, rate = audio.speak(event["phrase"])
+def test_speech_before_access_is_lost(media, small, recorder):
+    for event in small.recordings():
+        _, x = read(media / event["recording"])
+        ref = clip_8k(recorder, event["speech_clip"])
+        access = round(event["access_delay_ms"] * 8)
+        voice_at = round((event["access_delay_ms"] + event["mouth_to_ear_ms"]) * 8)
+        # the clip speaks in its first access_delay_ms (> -56 dBFS), the recording is
+        # silent until access + latency (< -84 dBFS; 1 ms left for the resampler's filter)
+        assert rms(ref[:access]) > 50, event["_id"]
+        assert rms(x[: voice_at - 8]) < 2, event["_id"]
+        assert rms(x[voice_at + 8 :]) > 300, event["_id"]
+
+
+def test_pbi_parameters_give_the_channels_loss():
+    assert audio.pbi_parameters(0.0) is None
+    for pct in (0.5, 2.0, 10.0):
+        p = audio.pbi_parameters(pct)
+        stationary = (1 - p["P_r"]) / (1 - p["P_r"] + p["P_a2"])
+        assert stationary == pytest.approx(pct / 100, rel=1e-12)
+        assert p["P_a1"] == 1.0 and p["interval"] == audio.PBI_INTERVAL_S
+    with pytest.raises(audio.AudioError, match="packet_loss_pct must be 0 to below 100"):
+        audio.pbi_parameters(100.0)
+
+
+def test_pbi_drops_the_channels_share_of_20_ms_frames(recorder):
+    # NIST's PBI itself on a long constant signal: the share of zeroed frames is p
+    from mcvqoe.simulation.Probabilityiser import PBI
+
+    random.seed(7)
+    for pct in (2.0, 10.0):
+        pbi = PBI(**audio.pbi_parameters(pct))
+        out = pbi.process_audio(np.ones(8000 * 600), 8000)  # 30,000 frames
+        lost = float(np.mean(out.reshape(-1, 160)[:, 0] == 0))
+        assert lost == pytest.approx(pct / 100, abs=0.01)
+
+
+def test_lossy_channel_drops_speech_a_clean_one_keeps(recorder):
     clean = {"bandwidth_kbps": 64, "delay_ms": 20, "packet_loss_pct": 0.0, "bit_error_rate": 0.0}
     lossy = {**clean, "packet_loss_pct": 10.0}
 
-    def silent_frames(ch):
-        x = audio.radio_channel(speech, rate, ch, 4.0, seed=1).astype(float)
-        frames = x[: len(x) // 160 * 160].reshape(-1, 160)
-        return int((np.sqrt((frames**2).mean(axis=1)) < 20).sum())
+    def silent_frames(channel):
+        x = recorder.received(
+            "F2_harvard_phrases",
+            mouth_to_ear_ms=200.0,
+            access_delay_ms=100.0,
+            channel=channel,
+            duration_s=4.0,
+            seed=1,
+        ).astype(float)
+        frames = x[2400 : 2400 + 160 * 150].reshape(-1, 160)  # after the voice arrives
+        return int((np.sqrt((frames**2).mean(axis=1)) < 2).sum())
 
-    assert silent_frames(lossy) > silent_frames(clean)
+    assert silent_frames(clean) == 0
+    assert silent_frames(lossy) >= 5
+
+
+def test_noise_follows_the_channels_snr():
+    assert audio.snr_db({"bandwidth_kbps": 64, "bit_error_rate": 0.0}) == 30.0
+    assert audio.snr_db({"bandwidth_kbps": 32, "bit_error_rate": 0.0}) == 24.0
+    assert audio.snr_db({"bandwidth_kbps": 16, "bit_error_rate": 1e-4}) == 14.0
+    assert audio.snr_db({"bandwidth_kbps": 16, "bit_error_rate": 1e-3}) == 12.0
 
 
 def test_deterministic_and_existing_files_kept(tmp_path, media, small):
+    state = np.random.get_state()[1].copy(), random.getstate()
     again = tmp_path / "again"
     audio.write_recordings(small, again, seed=3)
+    assert (np.random.get_state()[1] == state[0]).all() and random.getstate() == state[1]
     for event in small.recordings():
         assert (again / event["recording"]).read_bytes() == (
             media / event["recording"]
@@ -90,9 +175,73 @@ def test_deterministic_and_existing_files_kept(tmp_path, media, small):
     assert target.read_bytes() != b"keep me"
 
 
-def test_missing_espeak_fails_clearly(tmp_path, monkeypatch, small):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(audio.AudioError, match="espeak-ng not found on PATH: install it"):
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_recordings_of_the_previous_format_are_moved_not_lost(tmp_path, small):
+    """A station seeded by an earlier release (espeak-ng, no marker): every old file ends
+    up under .previous-recordings/format-1/ with its bytes, the new ones in place."""
+    media = tmp_path / "media"
+    old = {}
+    for i, event in enumerate(small.recordings()):
+        path = media / event["recording"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(audio.wav_bytes(np.full(800, i, dtype="<i2")))
+        old[event["recording"]] = sha(path)
+    stray = media / "exp-099" / "ptt-0001.wav"  # an old seed's file, not in this data
+    stray.parent.mkdir()
+    stray.write_bytes(b"RIFF old seed")
+    old["exp-099/ptt-0001.wav"] = sha(stray)
+    (media / "notes.txt").write_text("the operator's own file")
+
+    assert audio.recordings_format(media) == audio.UNMARKED_FORMAT
+    assert audio.write_recordings(small, media, seed=3) == len(small.recordings())
+
+    previous = media / audio.PREVIOUS_DIR / "format-1"
+    kept = {p.relative_to(previous).as_posix(): sha(p) for p in previous.rglob("*.wav")}
+    assert kept == old
+    assert (media / "notes.txt").read_text() == "the operator's own file"
+    assert not stray.exists()
+    for event in small.recordings():
+        params, x = read(media / event["recording"])
+        assert params == (1, 2, 8000) and len(x) == round(event["duration_s"] * 8000)
+    assert audio.recordings_format(media) == audio.FORMAT
+    # a second run moves nothing and writes nothing
+    assert audio.write_recordings(small, media, seed=3) == 0
+    assert {p.relative_to(previous).as_posix(): sha(p) for p in previous.rglob("*.wav")} == old
+
+
+def test_a_name_already_moved_aside_is_refused_before_anything_moves(tmp_path, small):
+    media = tmp_path / "media"
+    first, second = (e["recording"] for e in small.recordings()[:2])
+    for rec in (first, second):
+        (media / rec).parent.mkdir(parents=True, exist_ok=True)
+        (media / rec).write_bytes(b"old " + rec.encode())
+    taken = media / audio.PREVIOUS_DIR / "format-1" / second
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"older")
+    with pytest.raises(audio.AudioError, match="1 name.s. exist already, the first .*ptt-"):
+        audio.write_recordings(small, media, seed=3)
+    for rec in (first, second):
+        assert (media / rec).read_bytes() == b"old " + rec.encode()
+    assert taken.read_bytes() == b"older"
+    assert not (media / audio.PREVIOUS_DIR / "format-1" / first).exists()
+    assert not (media / audio.MARKER).exists()
+
+
+def test_a_damaged_marker_is_named(tmp_path, small):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / audio.MARKER).write_text("{not json")
+    with pytest.raises(audio.AudioError, match=r"\.testbed-sim-recordings\.json is not a"):
+        audio.write_recordings(small, media, seed=3)
+    assert sorted(p.name for p in media.iterdir()) == [audio.MARKER]
+
+
+def test_missing_nist_packages_fail_clearly_and_change_nothing(tmp_path, monkeypatch, small):
+    monkeypatch.setitem(sys.modules, "mcvqoe.simulation", None)  # import raises
+    with pytest.raises(audio.AudioError, match=r"pip install 'setuptools<80' mcvqoe-base==1\.3\.2"):
         audio.write_recordings(small, tmp_path / "m", seed=3)
     assert not (tmp_path / "m").exists()
 

@@ -72,7 +72,31 @@ CASES = {
         {"testbed_sim_nist_requirements": ["numpy<2", "setuptools==79.0.1"]},
         "testbed_sim_nist_requirements a list that pins numpy and setuptools",
     ),
+    "nist_without_qoesim": (
+        {"testbed_sim_nist_requirements": ["numpy==1.26.4", "setuptools==79.0.1"]},
+        "so testbed_sim_nist_requirements must be a list that pins mcvqoe-base, "
+        "mcvqoe-mouth2ear and setuptools below 80 (==; NIST's packages import "
+        'pkg_resources), got ["numpy==1.26.4", "setuptools==79.0.1"]',
+    ),
+    "recording_setuptools_80": (
+        {
+            "testbed_sim_nist_enabled": False,
+            "testbed_sim_recording_requirements": [
+                "setuptools==80.9.0",
+                "mcvqoe-base==1.3.2",
+                "mcvqoe-mouth2ear==2.1.3",
+            ],
+        },
+        "so testbed_sim_recording_requirements must be a list that pins mcvqoe-base",
+    ),
+    "recording_string": (
+        {"testbed_sim_nist_enabled": False, "testbed_sim_recording_requirements": "mcvqoe-base"},
+        "testbed_sim_recording_requirements must be a list that pins mcvqoe-base, "
+        "mcvqoe-mouth2ear and setuptools below 80 (==; NIST's packages import "
+        'pkg_resources), got "mcvqoe-base"',
+    ),
     "defaults": ({}, None),
+    "defaults_without_nist": ({"testbed_sim_nist_enabled": False}, None),
 }
 
 
@@ -99,3 +123,4 @@ def test_bad_input_fails_with_message(results, case):
 
 def test_defaults_pass_the_checks(results):
     assert results["defaults"] == "ok"
+    assert results["defaults_without_nist"] == "ok"

@@ -1,114 +1,212 @@
-"""Recordings for the simulator: spoken PTT phrases through a radio-channel effect.
+"""Recordings for the simulator: NIST's speech through NIST's channel simulator.
 
-``espeak-ng`` speaks the event's phrase; numpy resamples it to 8 kHz, band-limits it
-to 300-3400 Hz, adds channel noise and packet-loss dropouts (20 ms frames) derived
-from the experiment's channel, and band-limits again (the receiver's filter). The
-result is a 16-bit mono 8 kHz WAV at ``<media>/<experiment_id>/ptt-NNNN.wav``, cut or
-padded to the event's ``duration_s``. Deterministic for a given seed and espeak-ng.
+Every recorded PTT event's WAV is one of the Harvard-sentence clips NIST ships with
+``mcvqoe-mouth2ear`` (48 kHz, 4.6-6.0 s, speech from the first 100 ms) played through
+:class:`mcvqoe.simulation.QoEsim` with the event's own values:
+
+* ``m2e_latency`` = the event's ``mouth_to_ear_ms``: the received voice is the sent
+  voice delayed by exactly that (``device_delay`` 0: the recording is what reaches the
+  listener, no audio interface in between);
+* ``access_delay`` = the event's ``access_delay_ms`` with the PTT keyed at the clip's
+  start (``ptt_wait_delay`` 0): the first ``access_delay_ms`` of the speech is lost,
+  as on air, and the recording is silent until access + latency;
+* ``rec_snr`` from the channel (30 dB, 6 dB less on links of 32 kbit/s or less, less
+  again with bit errors, at least 12 dB);
+* packet loss as NIST's ``probabilityiser`` impairment (PBI, a two-state channel
+  evaluated every 20 ms): ``P_a1`` 1 (transmitting from key-up), ``P_a2`` 0.5 (a drop
+  lasts 40 ms on average) and ``P_r`` = 1 - p * ``P_a2`` / (1 - p), whose stationary
+  loss is the channel's ``packet_loss_pct`` p.
+
+The result, cut to the event's ``duration_s``, is resampled to 8 kHz
+(``scipy.signal.resample_poly``) and written as 16-bit mono PCM at
+``<media>/<experiment_id>/ptt-NNNN.wav``. Deterministic for a seed: QoEsim's noise
+draws from NumPy's global generator and PBI from Python's ``random``; both are seeded
+from :func:`testbed_sim.speech.recording_seed` and restored afterwards. About 25 ms a
+recording, plus about 1 s for NIST's import once a process.
+
+The media folder's :data:`MARKER` records the recordings' :data:`FORMAT`. Recordings
+of another format (a station seeded by an earlier release: espeak-ng speech through a
+hand-written channel) are moved, never deleted, to
+``<media>/.previous-recordings/<their format>/`` before the new ones are written.
+
+Needs ``mcvqoe-base`` and ``mcvqoe-mouth2ear`` (setuptools < 80 for
+``pkg_resources``); works with NumPy 1.26 and 2. ABC-MRT16 (``abcmrt``), which
+``mcvqoe.base`` imports, is replaced by a placeholder when it is not installed: the
+channel simulator never uses it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import importlib
+import importlib.util
 import io
+import json
 import os
-import shutil
-import subprocess
+import random
+import re
+import sys
 import tempfile
+import types
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from testbed_sim.dataset import SeedData
+from testbed_sim.speech import SPEECH_CLIPS, recording_seed
 
 RATE = 8000
-BAND_HZ = (300.0, 3400.0)
-FRAME_S = 0.02
-ESPEAK = "espeak-ng"
+#: NIST's clips and QoEsim run at 48 kHz; the recordings are kept at 8 kHz.
+NIST_RATE = 48000
+#: PBI's evaluation interval (s) and its probability of returning to transmitting.
+PBI_INTERVAL_S = 0.02
+PBI_P_A2 = 0.5
+#: The recordings' format, written to :data:`MARKER`. 1 (no marker): espeak-ng speech
+#: through a hand-written channel, written by earlier releases.
+FORMAT = 2
+#: Name of the format of recordings found without a marker.
+UNMARKED_FORMAT = 1
+MARKER = ".testbed-sim-recordings.json"
+PREVIOUS_DIR = ".previous-recordings"
+_RECORDING_RE = re.compile(r"^exp-[0-9]{3}/ptt-[0-9]{4}\.wav$")
+_INSTALL_HINT = (
+    "install NIST's packages in the simulator's virtualenv: pip install 'setuptools<80' "
+    "mcvqoe-base==1.3.2 mcvqoe-mouth2ear==2.1.3 (role testbed_sim installs them)"
+)
 
 
 class AudioError(RuntimeError):
-    """Recording generation failed (missing espeak-ng, unwritable media dir, ...)."""
+    """Recording generation failed (NIST's packages missing, unwritable media dir, ...)."""
 
 
-def espeak_path() -> str:
-    path = shutil.which(ESPEAK)
-    if path is None:
+def snr_db(channel: dict[str, Any]) -> float:
+    """Signal-to-noise ratio of a channel's recordings, dB (``QoEsim.rec_snr``)."""
+    snr = 30.0 - 6.0 * (channel["bandwidth_kbps"] <= 32) - 1e5 * channel["bit_error_rate"]
+    return max(12.0, snr)
+
+
+def pbi_parameters(packet_loss_pct: float) -> dict[str, float] | None:
+    """NIST PBI parameters whose stationary loss is ``packet_loss_pct`` (0 to < 100 %);
+    ``None`` for a lossless channel. Stationary loss = (1 - P_r) / (1 - P_r + P_a2)."""
+    p = packet_loss_pct / 100.0
+    if not 0.0 <= p < 1.0:
+        raise AudioError(f"packet_loss_pct must be 0 to below 100, got {packet_loss_pct!r}")
+    if p == 0.0:
+        return None
+    return {
+        "P_a1": 1.0,
+        "P_a2": PBI_P_A2,
+        "P_r": 1.0 - p * PBI_P_A2 / (1.0 - p),
+        "interval": PBI_INTERVAL_S,
+    }
+
+
+def _abcmrt_placeholder() -> types.ModuleType:
+    module = types.ModuleType("abcmrt", "Placeholder: ABC-MRT16 is not installed here.")
+    module.fs = NIST_RATE  # type: ignore[attr-defined]  # read at import by mcvqoe
+    module.version = "not installed"  # type: ignore[attr-defined]
+    return module
+
+
+def _nist() -> tuple[Any, Any, Path]:
+    """Import QoEsim and ``mcvqoe.base``; return them and the clips' folder."""
+    if "abcmrt" not in sys.modules and importlib.util.find_spec("abcmrt") is None:
+        sys.modules["abcmrt"] = _abcmrt_placeholder()
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # pkg_resources' notice
+            base = importlib.import_module("mcvqoe.base")
+            simulation = importlib.import_module("mcvqoe.simulation")
+            m2e = importlib.import_module("mcvqoe.mouth2ear")
+    except ImportError as exc:
         raise AudioError(
-            "espeak-ng not found on PATH: install it (Debian: apt-get install espeak-ng); "
-            "the testbed_sim role installs it"
-        )
-    return path
+            f"cannot import NIST's channel simulator ({exc}): {_INSTALL_HINT}"
+        ) from None
+    clips = Path(m2e.__file__).parent / "audio_clips"
+    return simulation.QoEsim, base, clips
 
 
-def speak(text: str, voice: str = "en-us", speed: int = 170) -> tuple[np.ndarray, int]:
-    """Speak ``text`` with espeak-ng; return float samples in [-1, 1] and the rate."""
-    exe = espeak_path()
-    with tempfile.TemporaryDirectory(prefix="testbed-sim-") as tmp:
-        out = Path(tmp) / "speech.wav"
-        proc = subprocess.run(
-            [exe, "-v", voice, "-s", str(speed), "-w", str(out), text],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        if proc.returncode != 0 or not out.exists():
-            raise AudioError(
-                f"espeak-ng failed (exit {proc.returncode}) for {text!r}: {proc.stderr.strip()}"
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed NumPy's global generator and Python's ``random`` for one recording."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+class Recorder:
+    """Makes recordings with QoEsim (NIST's import and the clips loaded once)."""
+
+    def __init__(self) -> None:
+        self._qoesim, self._base, clip_dir = _nist()
+        self._clips: dict[str, np.ndarray] = {}
+        for name in SPEECH_CLIPS:
+            rate, samples = self._base.audio_read(str(clip_dir / f"{name}.wav"))
+            if rate != NIST_RATE:
+                raise AudioError(f"NIST clip {name} is {rate} Hz, expected {NIST_RATE}")
+            self._clips[name] = np.asarray(samples, dtype=np.float32)
+
+    def clip(self, name: str) -> np.ndarray:
+        """A NIST clip as float samples at 48 kHz."""
+        return self._clips[name]
+
+    def received(
+        self,
+        clip: str,
+        *,
+        mouth_to_ear_ms: float,
+        access_delay_ms: float,
+        channel: dict[str, Any],
+        duration_s: float,
+        seed: int,
+    ) -> np.ndarray:
+        """What the listener receives of ``duration_s`` of ``clip`` over ``channel``:
+        int16 samples at 8 kHz (``round(duration_s * 8000)`` of them)."""
+        from scipy.signal import resample_poly
+
+        n = round(duration_s * NIST_RATE)
+        speech = self._clips[clip][:n]
+        speech = np.pad(speech, (0, n - len(speech)))
+        sim = self._qoesim(fs=NIST_RATE)
+        sim.m2e_latency = mouth_to_ear_ms / 1000.0
+        sim.access_delay = access_delay_ms / 1000.0
+        sim.device_delay = 0.0
+        sim.overplay = 0.0
+        sim.rec_snr = snr_db(channel)
+        sim.ptt_wait_delay[sim.default_radio] = 0.0
+        pbi = pbi_parameters(channel["packet_loss_pct"])
+        if pbi is not None:
+            sim.channel_impairment = sim.get_impairment_func("probabilityiser", **pbi)
+        with tempfile.TemporaryDirectory(prefix="testbed-sim-") as tmp, _seeded(seed):
+            out = Path(tmp) / "rx.wav"
+            sim.play_record(speech, str(out))
+            _, rx = self._base.audio_read(str(out))
+        y = resample_poly(np.asarray(rx, dtype=np.float64), RATE, NIST_RATE)
+        y = np.clip(y, -1.0, 32767 / 32768)
+        return np.round(y * 32767).astype("<i2")
+
+    def render_event(self, event: dict[str, Any], channel: dict[str, Any], seed: int) -> bytes:
+        """WAV bytes of one PTT event's recording."""
+        return wav_bytes(
+            self.received(
+                event["speech_clip"],
+                mouth_to_ear_ms=event["mouth_to_ear_ms"],
+                access_delay_ms=event["access_delay_ms"],
+                channel=channel,
+                duration_s=event["duration_s"],
+                seed=recording_seed(seed, event["recording"]),
             )
-        with wave.open(str(out), "rb") as wav:
-            if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-                raise AudioError("espeak-ng produced an unexpected WAV format (want 16-bit mono)")
-            rate = wav.getframerate()
-            raw = wav.readframes(wav.getnframes())
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
-    return samples, rate
-
-
-def band_limit(x: np.ndarray, rate_in: int, rate_out: int = RATE) -> np.ndarray:
-    """Resample ``x`` from ``rate_in`` to ``rate_out`` keeping only 300-3400 Hz
-    (brick-wall in the frequency domain, which is also the anti-alias filter)."""
-    n = len(x)
-    if n == 0:
-        return np.zeros(0)
-    m = max(1, round(n * rate_out / rate_in))
-    spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(n, d=1.0 / rate_in)
-    keep = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
-    out_spec = np.zeros(m // 2 + 1, dtype=complex)
-    idx = np.nonzero(keep)[0]
-    idx = idx[idx < len(out_spec)]
-    out_spec[idx] = spec[idx] * (m / n)
-    return np.fft.irfft(out_spec, m)
-
-
-def radio_channel(
-    speech: np.ndarray, rate: int, channel: dict[str, Any], duration_s: float, seed: int
-) -> np.ndarray:
-    """Apply the radio channel to ``speech``; return int16 samples at 8 kHz."""
-    rng = np.random.default_rng(seed)
-    x = band_limit(speech, rate)
-    n = round(duration_s * RATE)
-    x = np.pad(x, (0, max(0, n - len(x))))[:n]
-    peak = float(np.max(np.abs(x))) or 1.0
-    x = 0.6 * x / peak
-    # Noise floor: narrower links and bit errors are noisier (SNR 30 dB .. 18 dB).
-    snr_db = 30.0 - 6.0 * (channel["bandwidth_kbps"] <= 32) - 1e5 * channel["bit_error_rate"]
-    snr_db = max(12.0, snr_db)
-    speech_rms = float(np.sqrt(np.mean(x**2))) or 1e-3
-    x = x + rng.normal(0.0, speech_rms / (10 ** (snr_db / 20.0)), n)
-    # Dropouts: each 20 ms frame lost with the channel's packet-loss probability.
-    frame = round(FRAME_S * RATE)
-    lost = rng.random((n + frame - 1) // frame) < channel["packet_loss_pct"] / 100.0
-    for i in np.nonzero(lost)[0]:
-        x[i * frame : (i + 1) * frame] = 0.0
-    # Receiver filter: band-limit again so dropouts and noise stay inside the band.
-    x = band_limit(x, RATE, RATE)
-    x = np.clip(x, -1.0, 32767 / 32768)
-    return np.round(x * 32767).astype("<i2")
+        )
 
 
 def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
@@ -121,18 +219,61 @@ def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
     return buf.getvalue()
 
 
-def recording_seed(seed: int, recording: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{recording}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+def recordings_format(media_dir: Path | str) -> int | None:
+    """The format :data:`MARKER` records; :data:`UNMARKED_FORMAT` when recordings exist
+    without a marker; ``None`` for a folder without recordings."""
+    media = Path(media_dir)
+    try:
+        return int(json.loads((media / MARKER).read_text(encoding="utf-8"))["format"])
+    except FileNotFoundError:
+        return UNMARKED_FORMAT if any(_recordings_on_disk(media)) else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AudioError(
+            f"{media / MARKER} is not a recordings marker ({exc}): restore it or move the "
+            "folder's recordings aside, then seed again"
+        ) from None
 
 
-def render_event(event: dict[str, Any], channel: dict[str, Any], seed: int) -> bytes:
-    """WAV bytes of one PTT event's recording."""
-    speech, rate = speak(event["phrase"])
-    samples = radio_channel(
-        speech, rate, channel, event["duration_s"], recording_seed(seed, event["recording"])
-    )
-    return wav_bytes(samples)
+def _recordings_on_disk(media: Path) -> Iterator[Path]:
+    if not media.is_dir():
+        return
+    for path in sorted(media.glob("exp-*/ptt-*.wav")):
+        if _RECORDING_RE.match(path.relative_to(media).as_posix()):
+            yield path
+
+
+def move_previous(media_dir: Path | str, dir_mode: int = 0o755) -> int:
+    """Move every recording of another format to
+    ``<media>/.previous-recordings/<format>/<experiment_id>/`` (nothing deleted; a name
+    already there is refused) and record :data:`FORMAT` in :data:`MARKER`. Returns the
+    number of files moved."""
+    media = Path(media_dir)
+    found = recordings_format(media)
+    moved = 0
+    if found is not None and found != FORMAT:
+        target_root = media / PREVIOUS_DIR / f"format-{found}"
+        plan = [
+            (path, target_root / path.relative_to(media)) for path in _recordings_on_disk(media)
+        ]
+        taken = [target for _, target in plan if target.exists()]
+        if taken:  # checked before the first move: a refusal changes nothing
+            raise AudioError(
+                f"cannot move the format-{found} recordings aside: {len(taken)} name(s) exist "
+                f"already, the first {taken[0]}; move one of them away by hand, then seed again"
+            )
+        for path, target in plan:
+            for d in (media / PREVIOUS_DIR, target_root, target.parent):
+                if not d.is_dir():
+                    d.mkdir()
+                    d.chmod(dir_mode)
+            os.replace(path, target)
+            moved += 1
+    if found != FORMAT:
+        tmp = media / f"{MARKER}.tmp"
+        tmp.write_text(json.dumps({"format": FORMAT}) + "\n", encoding="utf-8")
+        tmp.chmod(0o644)
+        os.replace(tmp, media / MARKER)
+    return moved
 
 
 def write_recordings(
@@ -145,16 +286,20 @@ def write_recordings(
 ) -> int:
     """Write every recording referenced by ``data`` under ``media_dir``.
 
-    Existing files are kept unless ``force``. Returns the number of files written.
-    Files are written to a temporary name and renamed, so a reader never sees half a WAV.
+    Recordings of another format are first moved aside (:func:`move_previous`).
+    Existing files of this format are kept unless ``force``. Returns the number of
+    files written. Files are written to a temporary name and renamed, so a reader never
+    sees half a WAV.
     """
     media = Path(media_dir)
     channels = {e["_id"]: e["channel"] for e in data.experiments}
-    todo = [e for e in data.recordings() if force or not (media / e["recording"]).exists()]
-    if todo:
-        espeak_path()
+    stale = recordings_format(media) not in (None, FORMAT)
+    todo = [e for e in data.recordings() if force or stale or not (media / e["recording"]).exists()]
+    # NIST's import first: without it nothing under media_dir changes
+    recorder = Recorder() if todo else None
     try:
         media.mkdir(parents=True, exist_ok=True)
+        move_previous(media, dir_mode=dir_mode)
         for exp in data.experiments:
             d = media / exp["_id"]
             d.mkdir(exist_ok=True)
@@ -162,7 +307,7 @@ def write_recordings(
         written = 0
         for event in todo:
             target = media / event["recording"]
-            payload = render_event(event, channels[event["experiment_id"]], seed)
+            payload = recorder.render_event(event, channels[event["experiment_id"]], seed)  # type: ignore[union-attr]
             tmp = target.with_suffix(".wav.tmp")
             tmp.write_bytes(payload)
             tmp.chmod(file_mode)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed_sim.dataset import SeedData
+from testbed_sim.speech import speech_clip
 
 DEFAULT_SEED = 20240304
 DEFAULT_EXPERIMENTS = 24
@@ -182,7 +183,10 @@ def generate(seed: int = DEFAULT_SEED, experiments: int = DEFAULT_EXPERIMENTS) -
                 "access_delay_ms": access_delay_ms(channel, rng.gauss(0.0, 12.0)),
                 "mouth_to_ear_ms": mouth_to_ear_ms(channel, rng.gauss(0.0, 8.0)),
                 "recording": rec,
-                "phrase": phrase,
+                # what was said: the NIST clip of a recording, the phrase otherwise
+                # (drawn for every event, so the random stream stays as it was)
+                "phrase": None if rec is not None else phrase,
+                "speech_clip": speech_clip(seed, rec) if rec is not None else None,
             }
             if rec is not None:
                 recordings.append(rec)
