@@ -119,6 +119,18 @@ def test_marker_radius_is_in_pixels():
     assert ax["points"][0][2] == pytest.approx(8 / 2 * 100 / 72)
 
 
+def test_legend_entries_are_described_in_order():
+    """What a reader reads in a legend: its entries, in order; none without one."""
+
+    def with_legend(ax):
+        ax.plot([0, 50], [0, 50], label="received audio")
+        ax.axvline(20, label="PTT access (200 ms)")
+        ax.legend()
+
+    assert one_axes(with_legend)["legend"] == ["received audio", "PTT access (200 ms)"]
+    assert one_axes(lambda ax: ax.plot([0, 50], [0, 50], label="no legend drawn"))["legend"] == []
+
+
 @pytest.mark.parametrize(
     ("label", "ok"),
     [

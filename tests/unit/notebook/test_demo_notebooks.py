@@ -201,6 +201,12 @@ def test_audio(seed_data, media, tmp_path):
         assert float(row["recording_duration_s"]) == pytest.approx(event["duration_s"], abs=1e-3)
         samples, _ = soundfile.read(media / first, dtype="float64")
         assert float(row["rms"]) == pytest.approx(np.sqrt(np.mean(samples**2)), abs=2e-6)
+        # the marked arrival is where the voice starts: silence before, speech after
+        voice_s = (event["access_delay_ms"] + event["mouth_to_ear_ms"]) / 1000
+        assert float(row["voice_arrives_s"]) == pytest.approx(voice_s, abs=1e-4)
+        at = round(voice_s * 8000)
+        assert np.sqrt(np.mean(samples[: at - 8] ** 2)) < 1e-4  # below -80 dBFS
+        assert np.sqrt(np.mean(samples[at:] ** 2)) > 0.01
     outputs = outputs_of(outcome.directory / "experiments" / "exp-001.ipynb")
     assert any("<audio" in o.get("data", {}).get("text/html", "") for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
@@ -260,6 +266,13 @@ def test_every_plot_is_titled_labelled_and_readable(
             == f"{experiment_id}, ptt-{int(doc['recordings'][0][-8:-4]):04d}.wav: {doc['title']}"
         )
         assert [ax["colorbar"] for ax in fig["axes"]] == [False, False, True]
+        event = next(e for e in events_of(seed_data, experiment_id) if e["recording"])
+        access, m2e = event["access_delay_ms"], event["mouth_to_ear_ms"]
+        assert fig["axes"][0]["legend"] == [
+            "received audio",
+            f"PTT access ({access:.0f} ms)",
+            f"+ mouth-to-ear latency: voice arrives ({access + m2e:.0f} ms)",
+        ]
 
 
 def readme_snippet() -> str:

@@ -76,6 +76,9 @@ def _describe(fig):
                     if c.get_array() is not None and id(ax) not in bar_axes
                 ],
                 "points": points,
+                "legend": [t.get_text() for t in ax.get_legend().get_texts()]
+                if ax.get_legend()
+                else [],
             }
         )
     return {"suptitle": fig._suptitle.get_text() if fig._suptitle else "", "axes": axes}
