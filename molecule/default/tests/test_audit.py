@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from testbed_devtools.hubclient import BROWSER_ACCEPT, HubSession
+from testbed_devtools.molecule_run import flat, run_playbook
 from testbed_devtools.waiting import parameterised_notebook, poll
 from testbed_hub.auth import identity_to_username
 from testbed_sim.seed import generate
@@ -245,18 +246,13 @@ def test_the_report_playbook_prints_and_fetches_daves_records(session_events, tm
     chain verified, the CSV on the control node with one row per record; a bad filter
     is refused before anything runs."""
     records, _ = session_events
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     csv_path = tmp_path / "dave.csv"
 
     def report(*extra: str) -> subprocess.CompletedProcess[str]:
-        cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / "audit-report.yml")]
-        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-        return subprocess.run(
-            [*cmd, *extra], capture_output=True, text=True, timeout=300, cwd=REPO, env=env
-        )
+        return run_playbook(REPO / "playbooks" / "audit-report.yml", *extra, timeout=300)
 
     res = report("-e", f"user={USER}", "-e", f"audit_csv={csv_path}")
-    out = " ".join((res.stdout + res.stderr).split())
+    out = flat(res)
     assert res.returncode == 0, out[-3000:]
     assert "intact:" in out, out[-3000:]
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))

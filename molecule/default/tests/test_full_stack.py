@@ -11,7 +11,6 @@ import base64
 import csv
 import io
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -20,28 +19,18 @@ from pathlib import Path
 import pytest
 
 from testbed_devtools.hubclient import HubSession
+from testbed_devtools.molecule_run import flat, run_playbook
 from testbed_devtools.waiting import parameterised_notebook
 from testbed_hub.auth import identity_to_username
 from testbed_sim.seed import generate
 
 REPO = Path(__file__).resolve().parents[3]
+PLAYBOOKS = REPO / "playbooks"
 USER_ID = "bob@testbed.example"
 USER = identity_to_username(USER_ID)
 VOLUME = f"jupyterhub-user-{USER}"
 RUNS = REPO / "artifacts" / "runs"
 BACKUP = "/var/backups/testbed-hub/20261126T000000Z"
-
-
-def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name), *extra]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
-
-
-def flat(res: subprocess.CompletedProcess[str]) -> str:
-    """stdout + stderr on one line (callbacks wrap long messages)."""
-    return " ".join((res.stdout + res.stderr).split())
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +79,7 @@ def test_user_container_has_the_three_mounts(host, sso):
 def run_notebooks(**variables) -> subprocess.CompletedProcess[str]:
     """playbooks/run-notebooks.yml as the test user on the PTT demo notebook."""
     return run_playbook(
-        "run-notebooks.yml",
+        PLAYBOOKS / "run-notebooks.yml",
         "-e",
         f"run_user={USER}",
         "-e",
@@ -131,7 +120,7 @@ def _nist_rows(notebook: str) -> list[dict[str, str]]:
     """run-notebook --all over a NIST demo notebook through the operator's playbook;
     the summary table's rows (one per seeded experiment, every run ok)."""
     res = run_playbook(
-        "run-notebooks.yml",
+        PLAYBOOKS / "run-notebooks.yml",
         "-e",
         f"run_user={USER}",
         "-e",
@@ -267,13 +256,13 @@ def test_run_notebooks_rejects_unknown_experiment(sso):
 def test_backup_and_restore_bring_back_a_users_file(host, sso):
     marker = "/home/jovyan/nist/backup-marker.txt"
     host.check_output(f"docker exec jupyter-{USER} sh -c 'echo kept-by-backup > {marker}'")
-    res = run_playbook("backup.yml", "-e", "backup_timestamp=20261126T000000Z")
+    res = run_playbook(PLAYBOOKS / "backup.yml", "-e", "backup_timestamp=20261126T000000Z")
     assert res.returncode == 0, res.stdout[-3000:]
     manifest = json.loads(host.file(f"{BACKUP}/MANIFEST.json").content_string)
     assert VOLUME in manifest["volumes"]
     host.check_output(f"docker exec jupyter-{USER} rm {marker}")
     res = run_playbook(
-        "restore.yml",
+        PLAYBOOKS / "restore.yml",
         "-e",
         "backup_timestamp=20261126T000000Z",
         "-e",

@@ -13,7 +13,6 @@ the CPU the hub spends on being scraped is recorded.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -23,10 +22,12 @@ from pathlib import Path
 import pytest
 
 from testbed_devtools.hubclient import HubSession
+from testbed_devtools.molecule_run import flat, run_playbook
 from testbed_devtools.waiting import poll
 from testbed_hub.auth import identity_to_username
 
 REPO = Path(__file__).resolve().parents[3]
+PLAYBOOKS = REPO / "playbooks"
 INSTANCE = "tb-default"
 USER_ID = "bob@testbed.example"
 USER = identity_to_username(USER_ID)
@@ -57,17 +58,6 @@ def query(host, expr: str) -> list[dict]:
 def seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration))
-
-
-def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / name), *extra]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
-
-
-def flat(res: subprocess.CompletedProcess[str]) -> str:
-    return " ".join((res.stdout + res.stderr).split())
 
 
 def hub_cpu_seconds(host) -> float:
@@ -181,7 +171,7 @@ def test_scrape_overhead_on_the_hub(host, record_property):
 
 
 def test_check_playbook_passes_on_a_healthy_station():
-    res = run_playbook("check.yml")
+    res = run_playbook(PLAYBOOKS / "check.yml")
     assert res.returncode == 0, flat(res)[-3000:]
     assert "all ok" in flat(res)
 
@@ -206,7 +196,7 @@ def test_disk_figure_is_dfs_own_in_the_check_and_the_alert(host):
         return min(before, after) - 0.2 <= figure <= max(before, after) + 0.2
 
     before = df_free_percent(host)
-    res = run_playbook("check.yml", "-e", "prometheus_disk_free_threshold=99")
+    res = run_playbook(PLAYBOOKS / "check.yml", "-e", "prometheus_disk_free_threshold=99")
     after = df_free_percent(host)
     out = flat(res)
     assert res.returncode != 0, out[-3000:]
@@ -227,7 +217,7 @@ def test_disk_figure_is_dfs_own_in_the_check_and_the_alert(host):
 def test_check_playbook_names_the_stopped_auth_service(host):
     host.check_output("systemctl stop testbed-sim-auth")
     try:
-        res = run_playbook("check.yml")
+        res = run_playbook(PLAYBOOKS / "check.yml")
     finally:
         host.check_output("systemctl start testbed-sim-auth")
     out = flat(res)

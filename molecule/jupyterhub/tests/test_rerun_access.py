@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed_devtools.molecule_run import start_playbook
 from testbed_hub.auth import identity_to_username, username_for
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -155,18 +156,7 @@ class Station:
 def rerun(extra: dict) -> tuple[subprocess.Popen, Path]:
     path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rerun-vars.json"
     path.write_text(json.dumps(extra, ensure_ascii=False))
-    cmd = [
-        "ansible-playbook",
-        "-i",
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        str(SCENARIO / "converge.yml"),
-        "-e",
-        f"@{path}",
-    ]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env
-    ), path
+    return start_playbook(SCENARIO / "converge.yml", "-e", f"@{path}"), path
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ import pytest
 from test_jupyterhub import NB, api, inspect, journal
 from test_rerun_access import INVENTORY
 
+from testbed_devtools.molecule_run import run_playbook
 from testbed_hub.auth import identity_to_username
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -202,18 +203,14 @@ def rerun_roles() -> subprocess.CompletedProcess[str]:
     left (its INVENTORY), so that only the offered images change."""
     path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "choices-rerun-vars.json"
     path.write_text(json.dumps(INVENTORY, ensure_ascii=False))
-    cmd = [
-        "ansible-playbook",
-        "-i",
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        str(SCENARIO / "converge.yml"),
+    return run_playbook(
+        SCENARIO / "converge.yml",
         "--tags",
         "notebook_image,jupyterhub",
         "-e",
         f"@{path}",
-    ]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+        timeout=1200,
+    )
 
 
 @pytest.fixture(scope="module")

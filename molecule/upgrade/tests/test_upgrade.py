@@ -9,12 +9,13 @@ the new image and moves to it, a downgrade is refused, old image tags are pruned
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from testbed_devtools.molecule_run import flat, run_playbook
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
@@ -22,17 +23,6 @@ HUB_API = "http://127.0.0.1:8081/jupyter/hub/api"
 VENV = "/opt/jupyterhub"
 BACKUP_DIR = "/var/backups/jupyterhub"
 PREVIOUS_HEAD = "4621fec11365"  # JupyterHub 5.x's database schema
-
-
-def run_playbook(*extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    cmd = ["ansible-playbook", "-i", inventory, str(REPO / "site.yml"), *extra]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
-
-
-def flat(res: subprocess.CompletedProcess[str]) -> str:
-    return " ".join((res.stdout + res.stderr).split())
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +149,7 @@ def test_downgrade_is_refused_and_changes_nothing(host):
     started = host.check_output(
         "systemctl show -p ExecMainStartTimestampMonotonic --value jupyterhub"
     )
-    res = run_playbook("-e", "jupyterhub_version=5.5.4")
+    res = run_playbook(REPO / "site.yml", "-e", "jupyterhub_version=5.5.4")
     assert res.returncode != 0
     out = flat(res)
     assert "jupyterhub_version 5.5.4 is older than the JupyterHub 6.1.1" in out, out[-3000:]
@@ -176,7 +166,9 @@ def test_downgrade_is_refused_and_changes_nothing(host):
 
 def test_tag_in_use_is_kept_by_pruning_then_removed(host, token, before):
     old = before["running_image"]
-    res = run_playbook("--tags", "notebook_image", "-e", "notebook_image_keep_previous=0")
+    res = run_playbook(
+        REPO / "site.yml", "--tags", "notebook_image", "-e", "notebook_image_keep_previous=0"
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     assert inspect(host, old) is not None, "pruned the image of a running server"
     # the user moves to the current image: stop and start
@@ -202,7 +194,9 @@ def test_tag_in_use_is_kept_by_pruning_then_removed(host, token, before):
         f"docker exec jupyter-{before['alice']} cat /home/jovyan/nist/results/summary.csv"
     )
     assert "exp-001,231.5" in out
-    res = run_playbook("--tags", "notebook_image", "-e", "notebook_image_keep_previous=0")
+    res = run_playbook(
+        REPO / "site.yml", "--tags", "notebook_image", "-e", "notebook_image_keep_previous=0"
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     assert inspect(host, old) is None, "old tag kept although nothing uses it"
     assert inspect(host, container["Config"]["Image"]) is not None
