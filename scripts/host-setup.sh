@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12/13 or Ubuntu, root or sudo) to run the demo and
 # the tests: Docker Engine (running), debootstrap, Chromium for the browser tests,
-# libsndfile1 for the recordings' audio I/O. Safe to run again: it installs only
-# what is missing and starts dockerd only when no engine answers.
+# libsndfile1 for soundfile (NIST's packages, the notebook helpers' tests). Safe to
+# run again: it installs only what is missing and starts dockerd only when no engine
+# answers.
 set -euo pipefail
 
 SUDO=""

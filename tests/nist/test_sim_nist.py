@@ -8,6 +8,7 @@ PYTHONPATH=packages/testbed-sim/src:packages/testbed-notebook/src.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,21 @@ def test_missing_package_is_named(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(nist.NistError, match=r"cannot import abcmrt .*abcmrt16==1\.0\.1"):
         nist.check_environment(access_time=True)
+
+
+def test_the_recordings_placeholder_for_abcmrt_is_not_taken_for_abcmrt16(monkeypatch):
+    """testbed_sim.audio loads a placeholder abcmrt where abcmrt16 is missing (QoEsim
+    never calls it): an access-time measurement is still refused with the install hint,
+    and the placeholder itself names the package if called."""
+    from testbed_sim import audio
+
+    placeholder = audio._abcmrt_placeholder()
+    monkeypatch.setitem(sys.modules, "abcmrt", placeholder)
+    with pytest.raises(nist.NistError, match=r"only a placeholder is loaded.*abcmrt16==1\.0\.1"):
+        nist.check_environment(access_time=True)
+    nist.check_environment()  # M2E does not need it
+    with pytest.raises(audio.AudioError, match=r"abcmrt16==1\.0\.1\) is not installed"):
+        placeholder.load_templates()
 
 
 ACCESS = [("exp-011", 0.2345), ("exp-012", 0.6180)]

@@ -27,11 +27,49 @@ CONFIG = json.dumps({"seed": 20240304, "experiments": 24, "nist_media_dir": "/sr
 
 def test_seed_settings_from_the_stand_ins_config_and_the_roles_marker():
     stamps = [
-        "/srv/w/.testbed-sim-seed-7-24-nist2-0123abcd.json",  # another seed: not this one
-        "/srv/w/.testbed-sim-seed-20240304-24-nist4-89abcdef.json",
-        "/srv/w/.testbed-sim-seed-20240304-24-nist9-00000000.json",  # older (ls -t)
+        "/srv/w/.testbed-sim-seed-7-24-rec2-nist2-0123abcd.json",  # another seed: not this one
+        "/srv/w/.testbed-sim-seed-20240304-24-rec2-nist4-89abcdef.json",
+        "/srv/w/.testbed-sim-seed-20240304-24-nist9-00000000.json",  # older (ls -t), format 1
     ]
     assert bench.seed_settings(CONFIG, stamps) == SETTINGS
+
+
+@pytest.mark.parametrize("nist_enabled", [True, False])
+def test_the_roles_stamp_is_the_one_the_bench_reads(nist_enabled):
+    """__testbed_sim_media_stamp rendered by Ansible from the role's own variables:
+    the bench's pattern matches it with NIST's tests and not without them."""
+    role = REPO / "roles/testbed_sim"
+    expr = "{{ __testbed_sim_media_stamp | basename }}"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [
+            "ansible",
+            "localhost",
+            "-o",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={expr}",
+            "-e",
+            f"@{role / 'defaults/main.yml'}",
+            "-e",
+            f"@{role / 'vars/main.yml'}",
+            "-e",
+            json.dumps({"testbed_sim_nist_enabled": nist_enabled}),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    stamp = json.loads(out.stdout.split("=>", 1)[1])["msg"]
+    assert stamp.startswith(".testbed-sim-seed-20240304-24-rec2"), stamp
+    match = bench.SEED_STAMP.fullmatch(stamp)
+    assert bool(match) is nist_enabled, stamp
+    if match:
+        assert match.groups() == ("20240304", "24", "4")
 
 
 def test_seed_settings_without_nist_says_so():
@@ -41,7 +79,7 @@ def test_seed_settings_without_nist_says_so():
 
 
 def test_seed_settings_without_the_roles_marker_says_where_it_looked():
-    stamps = ["/srv/w/.testbed-sim-seed-20240304-24.json"]  # seeded without NIST
+    stamps = ["/srv/w/.testbed-sim-seed-20240304-24-rec2.json"]  # seeded without NIST
     with pytest.raises(RuntimeError, match=r"-nist\*\.json in /srv/w"):
         bench.seed_settings(CONFIG, stamps)
 
@@ -127,7 +165,7 @@ def station(tmp_path, monkeypatch):
     fake testbed-sim-seed logging its argv, and TMPDIR for the bench's folder."""
     media = tmp_path / "wavs"
     media.mkdir()
-    (media / ".testbed-sim-seed-20240304-24-nist4-89abcdef.json").write_text("{}")
+    (media / ".testbed-sim-seed-20240304-24-rec2-nist4-89abcdef.json").write_text("{}")
     (media / "exp-001").mkdir()  # the station's own media: never touched
     config = tmp_path / "mongo.json"
     config.write_text(

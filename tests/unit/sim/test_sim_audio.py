@@ -60,7 +60,8 @@ def test_every_reference_has_a_wav_and_nothing_else(media, small):
         [e["_id"] for e in small.experiments] + [audio.MARKER]
     )
     assert list((media / "exp-005").iterdir()) == []
-    assert json.loads((media / audio.MARKER).read_text()) == {"format": audio.FORMAT}
+    assert json.loads((media / audio.MARKER).read_text()) == {"format": audio.FORMAT, "seed": 3}
+    assert oct((media / audio.MARKER).stat().st_mode & 0o777) == "0o644"
 
 
 def test_events_name_their_clip(small):
@@ -115,20 +116,21 @@ def test_pbi_parameters_give_the_channels_loss():
         stationary = (1 - p["P_r"]) / (1 - p["P_r"] + p["P_a2"])
         assert stationary == pytest.approx(pct / 100, rel=1e-12)
         assert p["P_a1"] == 1.0 and p["interval"] == audio.PBI_INTERVAL_S
-    with pytest.raises(audio.AudioError, match="packet_loss_pct must be 0 to below 100"):
-        audio.pbi_parameters(100.0)
+    assert audio.pbi_parameters(66.0)["P_r"] == pytest.approx(1 - 0.66 * 0.5 / 0.34)
+    with pytest.raises(audio.AudioError, match=r"packet_loss_pct must be from 0 to below 66\.7"):
+        audio.pbi_parameters(70.0)
 
 
 def test_pbi_drops_the_channels_share_of_20_ms_frames(recorder):
     # NIST's PBI itself on a long constant signal: the share of zeroed frames is p
     from mcvqoe.simulation.Probabilityiser import PBI
 
-    random.seed(7)
-    for pct in (2.0, 10.0):
-        pbi = PBI(**audio.pbi_parameters(pct))
-        out = pbi.process_audio(np.ones(8000 * 600), 8000)  # 30,000 frames
-        lost = float(np.mean(out.reshape(-1, 160)[:, 0] == 0))
-        assert lost == pytest.approx(pct / 100, abs=0.01)
+    with audio._seeded(7):  # PBI draws from Python's random; restored afterwards
+        for pct in (2.0, 10.0):
+            pbi = PBI(**audio.pbi_parameters(pct))
+            out = pbi.process_audio(np.ones(8000 * 600), 8000)  # 30,000 frames
+            lost = float(np.mean(out.reshape(-1, 160)[:, 0] == 0))
+            assert lost == pytest.approx(pct / 100, abs=0.01)
 
 
 def test_lossy_channel_drops_speech_a_clean_one_keeps(recorder):
@@ -195,7 +197,7 @@ def test_recordings_of_the_previous_format_are_moved_not_lost(tmp_path, small):
     old["exp-099/ptt-0001.wav"] = sha(stray)
     (media / "notes.txt").write_text("the operator's own file")
 
-    assert audio.recordings_format(media) == audio.UNMARKED_FORMAT
+    assert audio.read_marker(media) == {"format": audio.UNMARKED_FORMAT}
     assert audio.write_recordings(small, media, seed=3) == len(small.recordings())
 
     previous = media / audio.PREVIOUS_DIR / "format-1"
@@ -206,35 +208,73 @@ def test_recordings_of_the_previous_format_are_moved_not_lost(tmp_path, small):
     for event in small.recordings():
         params, x = read(media / event["recording"])
         assert params == (1, 2, 8000) and len(x) == round(event["duration_s"] * 8000)
-    assert audio.recordings_format(media) == audio.FORMAT
+    assert audio.read_marker(media) == {"format": audio.FORMAT, "seed": 3}
     # a second run moves nothing and writes nothing
     assert audio.write_recordings(small, media, seed=3) == 0
     assert {p.relative_to(previous).as_posix(): sha(p) for p in previous.rglob("*.wav")} == old
 
 
-def test_a_name_already_moved_aside_is_refused_before_anything_moves(tmp_path, small):
+def test_another_seed_moves_the_old_set_aside_each_time(tmp_path):
+    """Same names, other numbers: a seed changed (and changed back) keeps every earlier
+    set in a folder of its own, and the files in place match the database."""
     media = tmp_path / "media"
-    first, second = (e["recording"] for e in small.recordings()[:2])
-    for rec in (first, second):
-        (media / rec).parent.mkdir(parents=True, exist_ok=True)
-        (media / rec).write_bytes(b"old " + rec.encode())
-    taken = media / audio.PREVIOUS_DIR / "format-1" / second
-    taken.parent.mkdir(parents=True)
-    taken.write_bytes(b"older")
-    with pytest.raises(audio.AudioError, match="1 name.s. exist already, the first .*ptt-"):
+    sets = {}
+    for n, s in enumerate((3, 4, 3)):
+        data = seed.generate(s, 3)
+        assert audio.write_recordings(data, media, seed=s) == len(data.recordings())
+        sets[n] = {p.relative_to(media).as_posix(): sha(p) for p in media.glob("exp-*/*.wav")}
+        assert audio.read_marker(media) == {"format": audio.FORMAT, "seed": s}
+    previous = media / audio.PREVIOUS_DIR
+    assert sorted(p.name for p in previous.iterdir()) == ["seed-3", "seed-4"]
+    for folder, n in (("seed-3", 0), ("seed-4", 1)):
+        kept = {
+            p.relative_to(previous / folder).as_posix(): sha(p)
+            for p in (previous / folder).rglob("*.wav")
+        }
+        assert kept == sets[n]
+    assert sets[2] == sets[0]  # deterministic: seed 3 again gives seed 3's files
+    # and a fourth change finds seed-3 taken: a folder of its own again
+    audio.write_recordings(seed.generate(4, 3), media, seed=4)
+    assert sorted(p.name for p in previous.iterdir()) == ["seed-3", "seed-3.2", "seed-4"]
+
+
+def test_an_interrupted_move_resumes_without_losing_a_file(tmp_path, small, monkeypatch):
+    media = tmp_path / "media"
+    old = {}
+    for i, event in enumerate(small.recordings()):
+        path = media / event["recording"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old %d" % i)
+        old[event["recording"]] = sha(path)
+    real_replace, calls = audio.os.replace, []
+
+    def replace_then_fail(src, dst):
+        calls.append(src)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(audio.os, "replace", replace_then_fail)
+    with pytest.raises(audio.AudioError, match="No space left on device"):
         audio.write_recordings(small, media, seed=3)
-    for rec in (first, second):
-        assert (media / rec).read_bytes() == b"old " + rec.encode()
-    assert taken.read_bytes() == b"older"
-    assert not (media / audio.PREVIOUS_DIR / "format-1" / first).exists()
-    assert not (media / audio.MARKER).exists()
+    monkeypatch.setattr(audio.os, "replace", real_replace)
+    assert audio.read_marker(media) == {"format": audio.UNMARKED_FORMAT}  # not changed yet
+    assert audio.write_recordings(small, media, seed=3) == len(small.recordings())
+    previous = media / audio.PREVIOUS_DIR
+    assert sorted(p.name for p in previous.iterdir()) == ["format-1", "format-1.2"]
+    kept = {}
+    for folder in previous.iterdir():
+        kept.update({p.relative_to(folder).as_posix(): sha(p) for p in folder.rglob("*.wav")})
+    assert kept == old
 
 
 def test_a_damaged_marker_is_named(tmp_path, small):
     media = tmp_path / "media"
     media.mkdir()
     (media / audio.MARKER).write_text("{not json")
-    with pytest.raises(audio.AudioError, match=r"\.testbed-sim-recordings\.json is not a"):
+    with pytest.raises(
+        audio.AudioError, match=r"\.testbed-sim-recordings\.json is not a.*restore it"
+    ):
         audio.write_recordings(small, media, seed=3)
     assert sorted(p.name for p in media.iterdir()) == [audio.MARKER]
 

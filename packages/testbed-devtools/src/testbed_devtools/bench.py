@@ -808,8 +808,10 @@ def image_size(inst: Instance) -> dict[str, Any]:
 SIM_SEED = "/opt/testbed-sim/bin/testbed-sim-seed"
 SIM_MONGO_CONFIG = "/etc/testbed-sim/mongo.json"
 # The role's marker of a seeded media folder (roles/testbed_sim/vars/main.yml,
-# __testbed_sim_media_stamp): .testbed-sim-seed-<seed>-<experiments>[-nist<N>-<hash>].json
-SEED_STAMP = re.compile(r"\.testbed-sim-seed-(\d+)-(\d+)-nist(\d+)-[0-9a-f]+\.json")
+# __testbed_sim_media_stamp):
+# .testbed-sim-seed-<seed>-<experiments>-rec<format>[-nist<N>-<hash>].json (no -rec<format>
+# before the recordings' format 2)
+SEED_STAMP = re.compile(r"\.testbed-sim-seed-(\d+)-(\d+)(?:-rec\d+)?-nist(\d+)-[0-9a-f]+\.json")
 M2E_EXPERIMENT = "exp-001"
 M2E_NOTEBOOK = "share/demo-notebooks/04-mouth-to-ear.ipynb"
 QOE_SCRIPT = Path(__file__).with_name("qoe_bench.py")

@@ -24,10 +24,11 @@ draws from NumPy's global generator and PBI from Python's ``random``; both are s
 from :func:`testbed_sim.speech.recording_seed` and restored afterwards. About 25 ms a
 recording, plus about 1 s for NIST's import once a process.
 
-The media folder's :data:`MARKER` records the recordings' :data:`FORMAT`. Recordings
-of another format (a station seeded by an earlier release: espeak-ng speech through a
-hand-written channel) are moved, never deleted, to
-``<media>/.previous-recordings/<their format>/`` before the new ones are written.
+The media folder's :data:`MARKER` records the recordings' :data:`FORMAT` and seed.
+Recordings made otherwise (a station seeded by an earlier release: espeak-ng speech
+through a hand-written channel; or with another seed, whose files of the same name
+say other numbers) are moved, never deleted or overwritten, to a folder of their own
+below ``<media>/.previous-recordings/`` before the new ones are written.
 
 Needs ``mcvqoe-base`` and ``mcvqoe-mouth2ear`` (setuptools < 80 for
 ``pkg_resources``); works with NumPy 1.26 and 2. ABC-MRT16 (``abcmrt``), which
@@ -89,11 +90,17 @@ def snr_db(channel: dict[str, Any]) -> float:
 
 
 def pbi_parameters(packet_loss_pct: float) -> dict[str, float] | None:
-    """NIST PBI parameters whose stationary loss is ``packet_loss_pct`` (0 to < 100 %);
-    ``None`` for a lossless channel. Stationary loss = (1 - P_r) / (1 - P_r + P_a2)."""
+    """NIST PBI parameters whose stationary loss is ``packet_loss_pct``; ``None`` for a
+    lossless channel. Stationary loss = (1 - P_r) / (1 - P_r + P_a2) with ``P_a2``
+    0.5, so losses from 0 to 66.6 % (P_r from 1 down to 0); above that PBI cannot drop
+    more with a 40 ms mean drop, and :class:`AudioError` says so."""
     p = packet_loss_pct / 100.0
-    if not 0.0 <= p < 1.0:
-        raise AudioError(f"packet_loss_pct must be 0 to below 100, got {packet_loss_pct!r}")
+    limit = 1.0 / (1.0 + PBI_P_A2)
+    if not 0.0 <= p < limit:
+        raise AudioError(
+            f"packet_loss_pct must be from 0 to below {100 * limit:.1f} (NIST's PBI with "
+            f"P_a2 {PBI_P_A2} cannot drop more), got {packet_loss_pct!r}"
+        )
     if p == 0.0:
         return None
     return {
@@ -105,9 +112,23 @@ def pbi_parameters(packet_loss_pct: float) -> dict[str, float] | None:
 
 
 def _abcmrt_placeholder() -> types.ModuleType:
+    """Stands in for ABC-MRT16, which ``mcvqoe.base`` imports and QoEsim never calls;
+    anything that does call it (an access-time measurement) gets the install hint.
+    :func:`testbed_sim.nist.check_environment` recognises it by
+    ``__testbed_placeholder__``."""
     module = types.ModuleType("abcmrt", "Placeholder: ABC-MRT16 is not installed here.")
+
+    def missing(*_args: Any, **_kwargs: Any) -> Any:
+        raise AudioError(
+            "ABC-MRT16 (pip package abcmrt16==1.0.1) is not installed in this virtualenv: "
+            "NIST's access-time measurement needs it (testbed_sim_nist_requirements)"
+        )
+
     module.fs = NIST_RATE  # type: ignore[attr-defined]  # read at import by mcvqoe
     module.version = "not installed"  # type: ignore[attr-defined]
+    module.process = missing  # type: ignore[attr-defined]
+    module.load_templates = missing  # type: ignore[attr-defined]
+    module.__testbed_placeholder__ = True  # type: ignore[attr-defined]
     return module
 
 
@@ -219,19 +240,26 @@ def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
     return buf.getvalue()
 
 
-def recordings_format(media_dir: Path | str) -> int | None:
-    """The format :data:`MARKER` records; :data:`UNMARKED_FORMAT` when recordings exist
-    without a marker; ``None`` for a folder without recordings."""
+def read_marker(media_dir: Path | str) -> dict[str, Any] | None:
+    """What :data:`MARKER` records about the recordings under ``media_dir``:
+    ``{"format": 2, "seed": ...}``; ``{"format": 1}`` (:data:`UNMARKED_FORMAT`) for
+    recordings without a marker; ``None`` for a folder without either. Raises
+    :class:`AudioError` for a marker that cannot be read."""
     media = Path(media_dir)
+    path = media / MARKER
     try:
-        return int(json.loads((media / MARKER).read_text(encoding="utf-8"))["format"])
+        marker = json.loads(path.read_text(encoding="utf-8"))
+        int(marker["format"])
     except FileNotFoundError:
-        return UNMARKED_FORMAT if any(_recordings_on_disk(media)) else None
+        return {"format": UNMARKED_FORMAT} if any(_recordings_on_disk(media)) else None
+    except OSError as exc:
+        raise AudioError(f"cannot read {path}: {exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise AudioError(
-            f"{media / MARKER} is not a recordings marker ({exc}): restore it or move the "
-            "folder's recordings aside, then seed again"
+            f"{path} is not a recordings marker ({exc!r}): restore it, or move the "
+            "folder's recordings aside and delete it, then seed again"
         ) from None
+    return marker
 
 
 def _recordings_on_disk(media: Path) -> Iterator[Path]:
@@ -242,36 +270,50 @@ def _recordings_on_disk(media: Path) -> Iterator[Path]:
             yield path
 
 
-def move_previous(media_dir: Path | str, dir_mode: int = 0o755) -> int:
-    """Move every recording of another format to
-    ``<media>/.previous-recordings/<format>/<experiment_id>/`` (nothing deleted; a name
-    already there is refused) and record :data:`FORMAT` in :data:`MARKER`. Returns the
-    number of files moved."""
+def _aside(media: Path, marker: dict[str, Any]) -> Path:
+    """A folder under :data:`PREVIOUS_DIR` that does not exist yet, named after what
+    is moved: ``format-1`` (another format), ``seed-<seed>`` (another seed), with
+    ``.2``, ``.3``, ... when that name is taken (a seed changed back and forth)."""
+    if int(marker["format"]) != FORMAT:
+        label = f"format-{int(marker['format'])}"
+    else:
+        label = f"seed-{marker.get('seed')}"
+    root = media / PREVIOUS_DIR
+    candidate, n = root / label, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{label}.{n}"
+    return candidate
+
+
+def move_previous(
+    media_dir: Path | str, seed: int, file_mode: int = 0o644, dir_mode: int = 0o755
+) -> int:
+    """Move every recording made otherwise (another format, another seed) to a folder
+    of its own below ``<media>/.previous-recordings/`` (``<label>/<experiment_id>/``;
+    nothing is deleted or overwritten), then record :data:`FORMAT` and ``seed`` in
+    :data:`MARKER`. Returns the number of files moved. Interrupted, it resumes: the
+    marker changes only after the last move, and the files left move to a new folder."""
     media = Path(media_dir)
-    found = recordings_format(media)
+    wanted = {"format": FORMAT, "seed": seed}
+    found = read_marker(media)
     moved = 0
-    if found is not None and found != FORMAT:
-        target_root = media / PREVIOUS_DIR / f"format-{found}"
-        plan = [
-            (path, target_root / path.relative_to(media)) for path in _recordings_on_disk(media)
-        ]
-        taken = [target for _, target in plan if target.exists()]
-        if taken:  # checked before the first move: a refusal changes nothing
-            raise AudioError(
-                f"cannot move the format-{found} recordings aside: {len(taken)} name(s) exist "
-                f"already, the first {taken[0]}; move one of them away by hand, then seed again"
-            )
-        for path, target in plan:
+    if found is not None and found != wanted:
+        target_root = None
+        for path in _recordings_on_disk(media):
+            if target_root is None:
+                target_root = _aside(media, found)
+            target = target_root / path.relative_to(media)
             for d in (media / PREVIOUS_DIR, target_root, target.parent):
                 if not d.is_dir():
                     d.mkdir()
                     d.chmod(dir_mode)
             os.replace(path, target)
             moved += 1
-    if found != FORMAT:
+    if found != wanted:
         tmp = media / f"{MARKER}.tmp"
-        tmp.write_text(json.dumps({"format": FORMAT}) + "\n", encoding="utf-8")
-        tmp.chmod(0o644)
+        tmp.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+        tmp.chmod(file_mode)
         os.replace(tmp, media / MARKER)
     return moved
 
@@ -286,20 +328,24 @@ def write_recordings(
 ) -> int:
     """Write every recording referenced by ``data`` under ``media_dir``.
 
-    Recordings of another format are first moved aside (:func:`move_previous`).
-    Existing files of this format are kept unless ``force``. Returns the number of
-    files written. Files are written to a temporary name and renamed, so a reader never
-    sees half a WAV.
+    Recordings of another format or another seed are first moved aside
+    (:func:`move_previous`). Existing files of this format and seed are kept unless
+    ``force``. Returns the number of files written. Files are written to a temporary
+    name and renamed, so a reader never sees half a WAV. Raises :class:`AudioError`
+    (NIST's packages missing, an unreadable marker, an unwritable folder); without
+    NIST's packages nothing under ``media_dir`` changes.
     """
     media = Path(media_dir)
     channels = {e["_id"]: e["channel"] for e in data.experiments}
-    stale = recordings_format(media) not in (None, FORMAT)
-    todo = [e for e in data.recordings() if force or stale or not (media / e["recording"]).exists()]
-    # NIST's import first: without it nothing under media_dir changes
-    recorder = Recorder() if todo else None
     try:
+        stale = read_marker(media) not in (None, {"format": FORMAT, "seed": seed})
+        todo = [
+            e for e in data.recordings() if force or stale or not (media / e["recording"]).exists()
+        ]
+        # NIST's import before anything is written or moved
+        recorder = Recorder() if todo else None
         media.mkdir(parents=True, exist_ok=True)
-        move_previous(media, dir_mode=dir_mode)
+        move_previous(media, seed, file_mode=file_mode, dir_mode=dir_mode)
         for exp in data.experiments:
             d = media / exp["_id"]
             d.mkdir(exist_ok=True)

@@ -216,7 +216,9 @@ def check_environment(access_time: bool = False) -> None:
         modules += ["abcmrt", "mcvqoe.accesstime"]
     for name in modules:
         try:
-            __import__(name)
+            module = __import__(name)
+            if getattr(module, "__testbed_placeholder__", False):  # testbed_sim.audio's
+                raise ImportError("only a placeholder is loaded: abcmrt16 is not installed")
         except ImportError as exc:
             raise NistError(
                 f"cannot import {name} ({exc}) for NIST's "
