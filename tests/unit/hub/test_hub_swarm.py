@@ -1,0 +1,127 @@
+"""testbed_hub.swarm: the decisions the Swarm spawner delegates (issue 19), over task
+and node documents shaped as Docker's API returns them (the ones below follow what
+the spike of docs/ARCHITECTURE.md saw: Docker 20.10, host-mode ports, a stopped
+worker)."""
+
+from __future__ import annotations
+
+import pytest
+from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
+
+from testbed_hub import swarm
+
+
+def node(state="ready", addr="172.18.0.3", host="w1"):
+    return {
+        "ID": "jx8yz77q0qsdwluf9ofe45jdv",
+        "Description": {"Hostname": host},
+        "Status": {"State": state, "Addr": addr},
+    }
+
+
+def task(state="running", desired="running", ports=None, err=None):
+    status = {"State": state, "Message": state}
+    if err:
+        status["Err"] = err
+    if ports is not None:
+        status["PortStatus"] = {"Ports": ports}
+    return {
+        "ID": "t1",
+        "NodeID": "jx8yz77q0qsdwluf9ofe45jdv",
+        "DesiredState": desired,
+        "Status": status,
+    }
+
+
+HOST_PORT = {"Protocol": "tcp", "TargetPort": 8888, "PublishedPort": 30001, "PublishMode": "host"}
+
+
+@pytest.mark.parametrize(
+    ("the_task", "the_node", "running", "reason"),
+    [
+        (task(), node(), True, ""),
+        (task("preparing"), node(), None, ""),
+        (task("assigned"), node(), None, ""),
+        # the spike: worker stopped, node down 16 s later, last reported state kept
+        (
+            task("running", "shutdown"),
+            node("down"),
+            False,
+            "the swarm stopped the server on node w1 (desired shutdown)",
+        ),
+        (task("running"), node("down"), False, "node w1 is down: the server there is lost"),
+        (task("running"), None, False, "an unknown node is gone: the server there is lost"),
+        (
+            task("failed", err="task: non-zero exit (1)"),
+            node(),
+            False,
+            "the server on node w1 ended: task: non-zero exit (1)",
+        ),
+        (task("complete"), node(), False, "the server on node w1 ended: complete"),
+        (None, node(), False, "the server's service has no task"),
+    ],
+)
+def test_verdict(the_task, the_node, running, reason):
+    verdict = swarm.task_verdict(the_task, the_node)
+    assert verdict.running is running
+    assert verdict.reason == reason
+
+
+def test_address_is_the_nodes_and_the_host_mode_port():
+    ports = [
+        {"Protocol": "tcp", "TargetPort": 22, "PublishedPort": 2222, "PublishMode": "host"},
+        HOST_PORT,
+    ]
+    assert swarm.task_address(task(ports=ports), node(), 8888) == ("172.18.0.3", 30001)
+
+
+def test_an_ingress_port_is_not_an_address():
+    """Published through the routing mesh (no IPVS here): not reachable, so refused."""
+    ingress = {**HOST_PORT, "PublishMode": "ingress"}
+    with pytest.raises(
+        swarm.SwarmError,
+        match=r"publishes no port 8888 in host mode \(it publishes \[\(8888, 'ingress'\)\]\)",
+    ):
+        swarm.task_address(task(ports=[ingress]), node(), 8888)
+
+
+@pytest.mark.parametrize("addr", [None, "", "0.0.0.0"])
+def test_a_node_without_an_address_is_named(addr):
+    with pytest.raises(swarm.SwarmError, match=r"node w1 reports no address .*--advertise-addr"):
+        swarm.task_address(task(ports=[HOST_PORT]), node(addr=addr), 8888)
+
+
+@pytest.mark.parametrize(
+    ("placement", "constraints"), [("workers", ["node.role == worker"]), ("any", [])]
+)
+def test_overrides_build_the_service_docker_py_sends(placement, constraints):
+    """What SwarmSpawner.create_object does with its extra_* specs, done here with
+    docker-py's own types: the API document has no restart, DNS round robin, the
+    port in host mode with no fixed published port, and the placement."""
+    o = swarm.service_overrides(8888, placement)
+    endpoint = EndpointSpec(**{"ports": {None: (8888, "tcp")}, **o["extra_endpoint_spec"]})
+    spec = TaskTemplate(
+        container_spec=ContainerSpec(image="testbed-hub/notebook:abc"),
+        placement=Placement(**{"constraints": None, **o["extra_placement_spec"]}),
+        **o["extra_task_spec"],
+    )
+    assert endpoint == {
+        "Mode": "dnsrr",
+        "Ports": [{"Protocol": "tcp", "TargetPort": 8888, "PublishMode": "host"}],
+    }
+    assert spec["RestartPolicy"] == {"Condition": "none"}
+    assert spec["Placement"].get("Constraints", []) == constraints
+    # a second call gets its own lists: one spawner cannot change another's
+    o["extra_placement_spec"]["constraints"].append("node.labels.x == y")
+    assert (
+        swarm.service_overrides(8888, placement)["extra_placement_spec"]["constraints"]
+        == constraints
+    )
+
+
+def test_an_unknown_placement_names_the_choices():
+    with pytest.raises(
+        ValueError,
+        match=r"jupyterhub_swarm_placement must be one of \['any', 'workers'\], got 'manager'",
+    ):
+        swarm.service_overrides(8888, "manager")
