@@ -5,8 +5,12 @@ worker)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from docker.errors import APIError
 from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
+from traitlets.config import Config
 
 from testbed_hub import swarm
 
@@ -125,3 +129,93 @@ def test_an_unknown_placement_names_the_choices():
         match=r"jupyterhub_swarm_placement must be one of \['any', 'workers'\], got 'manager'",
     ):
         swarm.service_overrides(8888, "manager")
+
+
+# -- the spawner on a fake swarm --------------------------------------------------------
+
+
+IMAGE = "testbed-hub/notebook:0123456789ab"
+
+
+class FakeSwarm:
+    """What the manager's API answers for one user's service, its task and its node."""
+
+    def __init__(self, the_task, the_node):
+        self.service = {
+            "ID": "svc1",
+            "Spec": {"TaskTemplate": {"ContainerSpec": {"Image": IMAGE + "@sha256:abc"}}},
+        }
+        self.task, self.node = the_task, the_node
+        self.calls: list[str] = []
+
+    async def __call__(self, method, *args, **kwargs):
+        self.calls.append(method)
+        if method == "inspect_service":
+            return self.service
+        if method == "tasks":
+            return [self.task] if self.task else []
+        if method == "inspect_node":
+            if self.node is None:
+                raise APIError("gone", response=SimpleNamespace(status_code=404))
+            return self.node
+        raise AssertionError(f"unexpected docker call {method}")
+
+
+def swarm_spawner(fake, **config):
+    c = Config()
+    c.DockerSpawner.image = IMAGE
+    for key, value in config.items():
+        setattr(c.TestbedSwarmSpawner, key, value)
+    s = swarm.TestbedSwarmSpawner(config=c, user=SimpleNamespace(name="alice", id=1, url="/u/"))
+    s.docker = fake
+    return s
+
+
+@pytest.mark.asyncio
+async def test_spawner_reaches_the_server_on_its_node_and_reads_its_image():
+    fake = FakeSwarm(task(ports=[HOST_PORT]), node())
+    s = swarm_spawner(fake, port=8888)
+    assert await s.poll() is None
+    assert s.started_image == IMAGE  # the digest Docker appends is not the tag
+    assert await s.get_ip_and_port() == ("172.18.0.3", 30001)
+
+
+@pytest.mark.asyncio
+async def test_a_server_on_a_dead_worker_is_gone_and_the_next_start_says_so():
+    fake = FakeSwarm(task("running", "shutdown", ports=[HOST_PORT]), node("down"))
+    s = swarm_spawner(fake)
+    status = await s.poll()
+    assert status == "the swarm stopped the server on node w1 (desired shutdown)"
+    assert s._first_steps() == [
+        {
+            "progress": 5,
+            "message": "Your last server stopped: the swarm stopped the server on node w1 "
+            "(desired shutdown). Starting a new one.",
+        }
+    ]
+    assert s._first_steps() == []  # said once
+
+
+@pytest.mark.asyncio
+async def test_a_node_gone_from_the_swarm_is_named_for_the_address():
+    s = swarm_spawner(FakeSwarm(task(ports=[HOST_PORT]), None))
+    assert await s.poll() == "an unknown node is gone: the server there is lost"
+    with pytest.raises(swarm.SwarmError, match="the node of service .* is gone from the swarm"):
+        await s.get_ip_and_port()
+
+
+def test_operator_extras_win_over_the_defaults_and_placement_is_configurable():
+    s = swarm_spawner(
+        FakeSwarm(None, None),
+        placement="any",
+        extra_placement_spec={"preferences": [("spread", "node.labels.site")]},
+        extra_task_spec={"restart_policy": {"Condition": "on-failure"}},
+    )
+    assert s.extra_placement_spec == {
+        "constraints": [],
+        "preferences": [("spread", "node.labels.site")],
+    }
+    assert s.extra_task_spec == {"restart_policy": {"Condition": "on-failure"}}
+    assert s.extra_endpoint_spec["mode"] == "dnsrr"
+    with pytest.raises(ValueError, match="jupyterhub_swarm_placement must be one of"):
+        swarm_spawner(FakeSwarm(None, None), placement="manager")

@@ -336,8 +336,13 @@ class TestbedDockerSpawner(DockerSpawner):
     async def _container_running(self) -> bool:
         return await self.poll() is None
 
+    def _first_steps(self) -> list[dict[str, Any]]:
+        """Progress messages a start opens with (a subclass says why the last server
+        is gone); none here."""
+        return []
+
     async def start(self):
-        self._progress_events = []
+        self._progress_events = self._first_steps()
         image = (self.user_options or {}).get("image") or self.image
         what = self.image_labels.get(image, image.rsplit("/", 1)[-1])
         if self.profile:

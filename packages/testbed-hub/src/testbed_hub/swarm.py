@@ -1,10 +1,10 @@
 """What a user server on Docker Swarm needs beyond DockerSpawner's ``SwarmSpawner``.
 
 Issue 19, docs/ARCHITECTURE.md ("Planned: scale-out on Docker Swarm"). Not wired
-into the hub's configuration yet: these are the decisions the project's
-``SwarmSpawner`` subclass will delegate to, kept as functions over the Docker API's
-own documents (``docker inspect`` of a task, a node) so they are tested without a
-swarm. Measured facts they follow:
+into the hub's configuration yet. :class:`TestbedSwarmSpawner` is the project's
+spawner (its choices, progress, audit and port wait) on ``SwarmSpawner``; its
+decisions are functions over the Docker API's own documents (``docker inspect`` of a
+task, a node), so they are tested without a swarm. Measured facts they follow:
 
 * Kernels without IPVS (this project's CI machine) have no routing mesh and no
   service VIPs: a user service resolves by DNS round robin (``endpoint_mode``
@@ -26,6 +26,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from docker.errors import APIError
+from dockerspawner import SwarmSpawner
+from traitlets import Unicode
+
+from testbed_hub.spawner import TestbedDockerSpawner
 
 #: Task states on the way to ``running`` (Docker's ``TaskState``).
 STARTING = frozenset(
@@ -130,3 +136,79 @@ def service_overrides(target_port: int, placement: str) -> dict[str, dict[str, A
         },
         "extra_placement_spec": {"constraints": list(PLACEMENTS[placement])},
     }
+
+
+class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
+    """:class:`~testbed_hub.spawner.TestbedDockerSpawner` with each server a Swarm
+    service (DockerSpawner's ``SwarmSpawner``): no restart by swarm, DNS round robin,
+    the port published in host mode, placed by :attr:`placement`; the hub reaches it at
+    its node's address (:func:`task_address`) and finds it gone when its node is
+    (:func:`task_verdict`), which the user's next spawn page says.
+
+    The bind mounts come from ``volumes`` as in DockerSpawner, with absolute paths on
+    every node (the station's folders as each worker mounts them).
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    placement = Unicode(
+        "workers",
+        config=True,
+        help="Where servers run: 'workers' (node.role == worker) or 'any' (the station too).",
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        overrides = service_overrides(self.port, self.placement)
+        # the operator's own extra_*_spec keys win over these
+        self.extra_task_spec = {**overrides["extra_task_spec"], **self.extra_task_spec}
+        self.extra_endpoint_spec = {
+            **overrides["extra_endpoint_spec"],
+            **self.extra_endpoint_spec,
+        }
+        self.extra_placement_spec = {
+            **overrides["extra_placement_spec"],
+            **self.extra_placement_spec,
+        }
+        self._lost = ""
+
+    async def _node(self, node_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.docker("inspect_node", node_id)
+        except APIError as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                return None
+            raise
+
+    async def poll(self):
+        service = await self.get_object()
+        if not service:
+            return 0
+        task = await self.get_task()
+        node = await self._node(task["NodeID"]) if task and task.get("NodeID") else None
+        verdict = task_verdict(task, node)
+        if verdict.running is False:
+            self.log.warning("Server of %s is gone: %s", self.user.name, verdict.reason)
+            self._lost = verdict.reason
+            return verdict.reason
+        if not self.started_image:
+            spec = service.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+            self.started_image = spec.get("Image", "").split("@", 1)[0]
+        return None
+
+    def _first_steps(self) -> list[dict[str, Any]]:
+        lost, self._lost = self._lost, ""
+        if not lost:
+            return []
+        return [
+            {"progress": 5, "message": f"Your last server stopped: {lost}. Starting a new one."}
+        ]
+
+    async def get_ip_and_port(self):
+        task = await self.get_task()
+        if task is None:
+            raise SwarmError(f"service {self.service_name} has no task to reach")
+        node = await self._node(task.get("NodeID", ""))
+        if node is None:
+            raise SwarmError(f"the node of service {self.service_name} is gone from the swarm")
+        return task_address(task, node, self.port)
