@@ -183,9 +183,11 @@ def test_wav_files_match_database(host, db_view):
     assert on_disk.splitlines() == db_view["recordings"]
     dirs = host.check_output(f"find {MEDIA} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' | sort")
     assert dirs.splitlines() == db_view["ids"]
-    # recordings of QoEsim (format 2); nothing of an earlier format to move aside here
+    # recordings of QoEsim (format 2) for the seed they were made with; nothing of an
+    # earlier format or another seed to move aside here
     assert json.loads(host.file(f"{MEDIA}/.testbed-sim-recordings.json").content_string) == {
-        "format": 2
+        "format": 2,
+        "seed": seed.DEFAULT_SEED,
     }
     assert not host.file(f"{MEDIA}/.previous-recordings").exists
 
