@@ -1,0 +1,191 @@
+"""The swarm role on three instances: the station (manager) and two workers.
+
+What the hub's Swarm spawner (testbed_hub.swarm) relies on, measured on a real
+swarm: the nodes joined and labelled, the overlay network, a service the way the
+spawner makes one (no restart by swarm, DNS round robin, the port published in host
+mode, workers only) answering at the address ``task_address`` computes from Docker's
+own documents, and a dead worker's task judged gone by ``task_verdict``.
+
+The tests use no ``host`` fixture (it would run each once per instance): they reach
+the instances with ``docker exec`` from the control node, in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from testbed_hub.swarm import PLACEMENTS, service_overrides, task_address, task_verdict
+
+STATION = os.environ.get("SWARM_STATION", "tb-swarm-station")
+WORKERS = os.environ.get("SWARM_WORKERS", "tb-swarm-w1 tb-swarm-w2").split()
+NETWORK = "jupyterhub-swarm"
+IMAGE = "testbed-hub/debian:bookworm"
+PORT = 8000
+# An HTTP server in the minimal Debian image (perl-base is essential there): answers
+# every request with the node's host name.
+SERVE = (
+    "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 5,"
+    " ReuseAddr => 1) or die; while (my $c = $s->accept) { my $b = $ENV{NODE};"
+    ' print $c "HTTP/1.0 200 OK\\r\\nContent-Length: " . length($b) . "\\r\\n\\r\\n$b";'
+    " close $c }"
+)
+
+
+def on(instance: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``argv`` in ``instance`` (a Molecule container) and return the result."""
+    return subprocess.run(
+        ["docker", "exec", instance, *argv], capture_output=True, text=True, check=check
+    )
+
+
+def inspect(kind: str, ident: str) -> dict:
+    return json.loads(on(STATION, "docker", kind, "inspect", ident).stdout)[0]
+
+
+def tasks_of(service: str) -> list[dict]:
+    ids = on(STATION, "docker", "service", "ps", "-q", "--no-trunc", service).stdout.split()
+    return [json.loads(on(STATION, "docker", "inspect", i).stdout)[0] for i in ids]
+
+
+def wait_for(what: str, probe, timeout: float = 90.0, step: float = 1.0):
+    """Call ``probe`` until it returns something true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(step)
+    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def node_ids() -> dict[str, str]:
+    """Instance name -> its swarm node ID (each engine's own answer)."""
+    return {
+        name: on(name, "docker", "info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+        for name in [STATION, *WORKERS]
+    }
+
+
+def create_service(name: str, constraints: list[str]) -> None:
+    """A service shaped as the spawner's (service_overrides) through the CLI."""
+    spec = service_overrides(PORT, "workers")
+    assert spec["extra_task_spec"]["restart_policy"]["Condition"] == "none"
+    assert spec["extra_endpoint_spec"]["mode"] == "dnsrr"
+    argv = [
+        "docker",
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        name,
+        "--restart-condition",
+        "none",
+        "--endpoint-mode",
+        "dnsrr",
+        "--publish",
+        f"mode=host,target={PORT}",
+        "--network",
+        NETWORK,
+        "--env",
+        "NODE={{.Node.Hostname}}",
+    ]
+    for constraint in constraints:
+        argv += ["--constraint", constraint.replace(" ", "")]
+    on(STATION, *argv, IMAGE, "perl", "-e", SERVE)
+
+
+def running_task(service: str) -> dict:
+    def probe():
+        tasks = [t for t in tasks_of(service) if t["Status"]["State"] == "running"]
+        return tasks[0] if tasks else None
+
+    return wait_for(f"a running task of {service}", probe)
+
+
+def fetch(address: str, port: int) -> str:
+    """GET / from the station's own network namespace (where the hub runs)."""
+    code = (
+        "import urllib.request,sys;"
+        f"print(urllib.request.urlopen('http://{address}:{port}/', timeout=5).read().decode())"
+    )
+    return on(STATION, "python3", "-c", code).stdout.strip()
+
+
+def test_three_nodes_ready_and_labelled():
+    ids = node_ids()
+    assert all(ids.values()), ids
+    nodes = {name: inspect("node", ident) for name, ident in ids.items()}
+    for name, node in nodes.items():
+        assert node["Status"]["State"] == "ready", (name, node["Status"])
+        assert node["Spec"]["Availability"] == "active"
+    assert nodes[STATION]["Spec"]["Role"] == "manager"
+    assert nodes[STATION]["ManagerStatus"]["Leader"] is True
+    assert [nodes[w]["Spec"]["Role"] for w in WORKERS] == ["worker", "worker"]
+    assert nodes[STATION]["Spec"]["Labels"] == {"testbed.node": "station"}
+    assert nodes[WORKERS[0]]["Spec"]["Labels"] == {"testbed.node": "worker"}
+    assert nodes[WORKERS[1]]["Spec"]["Labels"] == {"testbed.node": "worker", "site": "lab2"}
+
+
+def test_every_engine_has_live_restore_off():
+    for name in [STATION, *WORKERS]:
+        out = on(name, "docker", "info", "--format", "{{json .LiveRestoreEnabled}}").stdout
+        assert out.strip() == "false", name
+
+
+def test_overlay_network_is_attachable_with_its_subnet():
+    net = inspect("network", NETWORK)
+    assert net["Driver"] == "overlay"
+    assert net["Scope"] == "swarm"
+    assert net["Attachable"] is True
+    assert [c["Subnet"] for c in net["IPAM"]["Config"]] == ["10.231.0.0/24"]
+
+
+def test_service_lands_on_a_worker_and_answers_at_task_address():
+    create_service("probe-a", PLACEMENTS["workers"])
+    task = running_task("probe-a")
+    node = inspect("node", task["NodeID"])
+    hostname = node["Description"]["Hostname"]
+    assert hostname in WORKERS, f"placed on {hostname}, not a worker"
+    assert task_verdict(task, node).running is True
+    address, port = task_address(task, node, PORT)
+    assert address == on(hostname, "hostname", "-i").stdout.split()[0]
+    assert port > 1024
+    assert (
+        wait_for("the server at its node's published port", lambda: fetch(address, port))
+        == hostname
+    )
+
+
+def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere():
+    task = running_task("probe-a")
+    node = inspect("node", task["NodeID"])
+    dead = node["Description"]["Hostname"]
+    started = time.monotonic()
+    # The instance stays stopped: Molecule's destroy removes it.
+    subprocess.run(["docker", "kill", dead], check=True, capture_output=True)
+    wait_for(
+        f"the manager marks {dead} down",
+        lambda: inspect("node", task["NodeID"])["Status"]["State"] == "down",
+        timeout=120,
+    )
+    seconds = time.monotonic() - started
+    before = task_verdict(task, node)
+    assert before.running is True
+    verdict = task_verdict(
+        json.loads(on(STATION, "docker", "inspect", task["ID"]).stdout)[0],
+        inspect("node", task["NodeID"]),
+    )
+    assert verdict.running is False
+    assert dead in verdict.reason
+    print(f"worker {dead} marked down after {seconds:.1f} s: {verdict.reason}")
+    create_service("probe-b", PLACEMENTS["workers"])
+    again = running_task("probe-b")
+    other = inspect("node", again["NodeID"])["Description"]["Hostname"]
+    assert other in WORKERS
+    assert other != dead
