@@ -4,7 +4,8 @@ What the hub's Swarm spawner (testbed_hub.swarm) relies on, measured on a real
 swarm: the nodes joined and labelled, the overlay network, a service the way the
 spawner makes one (no restart by swarm, DNS round robin, the port published in host
 mode, workers only) answering at the address ``task_address`` computes from Docker's
-own documents, and a dead worker's task judged gone by ``task_verdict``.
+own documents, and a dead worker's task judged gone by ``task_verdict``. The last
+test kills a worker's instance: Molecule's destroy removes it.
 
 The tests use no ``host`` fixture (it would run each once per instance): they reach
 the instances with ``docker exec`` from the control node, in file order.
@@ -19,7 +20,7 @@ import time
 
 import pytest
 
-from testbed_hub.swarm import PLACEMENTS, service_overrides, task_address, task_verdict
+from testbed_hub.swarm import service_overrides, task_address, task_verdict
 
 STATION = os.environ.get("SWARM_STATION", "tb-swarm-station")
 WORKERS = os.environ.get("SWARM_WORKERS", "tb-swarm-w1 tb-swarm-w2").split()
@@ -72,11 +73,10 @@ def node_ids() -> dict[str, str]:
     }
 
 
-def create_service(name: str, constraints: list[str]) -> None:
-    """A service shaped as the spawner's (service_overrides) through the CLI."""
+def create_service(name: str) -> None:
+    """A service made from the spawner's own settings (service_overrides, workers
+    only) through the CLI: restart policy, endpoint mode, published port, placement."""
     spec = service_overrides(PORT, "workers")
-    assert spec["extra_task_spec"]["restart_policy"]["Condition"] == "none"
-    assert spec["extra_endpoint_spec"]["mode"] == "dnsrr"
     argv = [
         "docker",
         "service",
@@ -85,19 +85,30 @@ def create_service(name: str, constraints: list[str]) -> None:
         "--name",
         name,
         "--restart-condition",
-        "none",
+        spec["extra_task_spec"]["restart_policy"]["Condition"],
         "--endpoint-mode",
-        "dnsrr",
-        "--publish",
-        f"mode=host,target={PORT}",
+        spec["extra_endpoint_spec"]["mode"],
         "--network",
         NETWORK,
         "--env",
         "NODE={{.Node.Hostname}}",
     ]
-    for constraint in constraints:
+    for port in spec["extra_endpoint_spec"]["ports"]:
+        argv += [
+            "--publish",
+            f"mode={port['PublishMode']},target={port['TargetPort']},protocol={port['Protocol']}",
+        ]
+    for constraint in spec["extra_placement_spec"]["constraints"]:
         argv += ["--constraint", constraint.replace(" ", "")]
     on(STATION, *argv, IMAGE, "perl", "-e", SERVE)
+
+
+@pytest.fixture(scope="module")
+def probe_a():
+    """The first service and its running task; both services removed at the end."""
+    create_service("probe-a")
+    yield running_task("probe-a")
+    on(STATION, "docker", "service", "rm", "probe-a", "probe-b", check=False)
 
 
 def running_task(service: str) -> dict:
@@ -114,7 +125,8 @@ def fetch(address: str, port: int) -> str:
         "import urllib.request,sys;"
         f"print(urllib.request.urlopen('http://{address}:{port}/', timeout=5).read().decode())"
     )
-    return on(STATION, "python3", "-c", code).stdout.strip()
+    out = on(STATION, "python3", "-c", code, check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def test_three_nodes_ready_and_labelled():
@@ -146,9 +158,8 @@ def test_overlay_network_is_attachable_with_its_subnet():
     assert [c["Subnet"] for c in net["IPAM"]["Config"]] == ["10.231.0.0/24"]
 
 
-def test_service_lands_on_a_worker_and_answers_at_task_address():
-    create_service("probe-a", PLACEMENTS["workers"])
-    task = running_task("probe-a")
+def test_service_lands_on_a_worker_and_answers_at_task_address(probe_a):
+    task = probe_a
     node = inspect("node", task["NodeID"])
     hostname = node["Description"]["Hostname"]
     assert hostname in WORKERS, f"placed on {hostname}, not a worker"
@@ -162,10 +173,11 @@ def test_service_lands_on_a_worker_and_answers_at_task_address():
     )
 
 
-def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere():
-    task = running_task("probe-a")
+def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a):
+    task = probe_a
     node = inspect("node", task["NodeID"])
     dead = node["Description"]["Hostname"]
+    assert dead in WORKERS, f"the probe runs on {dead}, not a worker: nothing to kill"
     started = time.monotonic()
     # The instance stays stopped: Molecule's destroy removes it.
     subprocess.run(["docker", "kill", dead], check=True, capture_output=True)
@@ -175,8 +187,6 @@ def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere():
         timeout=120,
     )
     seconds = time.monotonic() - started
-    before = task_verdict(task, node)
-    assert before.running is True
     verdict = task_verdict(
         json.loads(on(STATION, "docker", "inspect", task["ID"]).stdout)[0],
         inspect("node", task["NodeID"]),
@@ -184,7 +194,7 @@ def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere():
     assert verdict.running is False
     assert dead in verdict.reason
     print(f"worker {dead} marked down after {seconds:.1f} s: {verdict.reason}")
-    create_service("probe-b", PLACEMENTS["workers"])
+    create_service("probe-b")
     again = running_task("probe-b")
     other = inspect("node", again["NodeID"])["Description"]["Hostname"]
     assert other in WORKERS
