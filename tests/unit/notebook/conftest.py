@@ -20,6 +20,23 @@ from testbed_sim import audio, mongo, seed
 EXPERIMENTS = 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _close_cached_database_clients():
+    """testbed.data keeps one MongoClient per settings for the process (as a kernel
+    does); close them after each module. Their monitor threads would otherwise keep
+    heartbeating, and pymongo draws every request ID from Python's global ``random``,
+    which the simulator's recordings seed (a recording test in the same xdist worker
+    saw the generator move under it)."""
+    yield
+    from testbed import data
+
+    with data._clients_lock:
+        clients = list(data._clients.values())
+        data._clients.clear()
+    for client in clients:
+        client.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: runs Jupyter kernels (seconds); still part of the default run"
