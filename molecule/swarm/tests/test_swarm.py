@@ -173,7 +173,80 @@ def test_service_lands_on_a_worker_and_answers_at_task_address(probe_a):
     )
 
 
-def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a):
+VOLUME = "jupyterhub-user-probe"
+NB_UID = "1000"
+SHARE = "/srv/station"  # station_share_mount_dir on the workers
+MEDIA_FILE = "exp-001/take-1.wav"  # converge.yml's pre_tasks put it on the station
+
+
+def run_on(worker: str, binds: list[str], script: str, check: bool = True):
+    """``sh -c script`` as the notebook user in a container on ``worker``'s engine,
+    with ``binds`` (``-v`` arguments: the worker's own paths, as a server's)."""
+    argv = ["docker", "run", "--rm", "--user", f"{NB_UID}:{NB_UID}"]
+    for bind in binds:
+        argv += ["-v", bind]
+    return on(worker, *argv, IMAGE, "sh", "-c", script, check=check)
+
+
+@pytest.fixture(scope="module")
+def user_volume():
+    """A user's volume made on the station as the hub makes it (owned by the
+    notebook user); its folder as the workers bind it."""
+    on(STATION, "docker", "volume", "create", VOLUME)
+    data = on(STATION, "docker", "volume", "inspect", "-f", "{{.Mountpoint}}", VOLUME).stdout
+    on(STATION, "chown", f"{NB_UID}:{NB_UID}", data.strip())
+    yield f"{SHARE}/volumes/{VOLUME}/_data"
+
+
+def test_station_volumes_stay_unlistable_to_the_share():
+    # Docker's own 0701: the share account reaches a volume it names, lists none
+    # (the chroot's bind must not have changed it).
+    mode = on(STATION, "stat", "-c", "%a", "/var/lib/docker/volumes").stdout.strip()
+    assert mode == "701"
+    for worker in WORKERS:
+        listing = on(worker, "ls", f"{SHARE}/volumes", check=False)
+        assert listing.returncode != 0, (worker, listing.stdout)
+        assert "Permission denied" in listing.stderr
+
+
+def test_file_written_on_one_worker_is_read_on_the_other_and_on_the_station(user_volume):
+    writer, reader = WORKERS
+    payload = "written on " + writer
+    work = [f"{user_volume}:/home/jovyan/work"]
+    run_on(writer, work, f"echo '{payload}' > /home/jovyan/work/note.txt")
+    got = run_on(reader, work, "cat /home/jovyan/work/note.txt")
+    assert got.stdout.strip() == payload
+    on_station = f"/var/lib/docker/volumes/{VOLUME}/_data/note.txt"
+    assert on(STATION, "cat", on_station).stdout.strip() == payload
+    assert on(STATION, "stat", "-c", "%u:%g", on_station).stdout.strip() == f"{NB_UID}:{NB_UID}"
+    # nothing of it on the workers' own disks
+    for worker in WORKERS:
+        local = on(worker, "find", "/var/lib/docker/volumes", "-name", "note.txt").stdout
+        assert local.strip() == "", worker
+
+
+def test_recordings_are_readable_and_read_only_on_the_workers():
+    want = on(STATION, "sha256sum", f"/srv/lmr/wavs/{MEDIA_FILE}").stdout.split()[0]
+    for worker in WORKERS:
+        media = f"{SHARE}/media:/home/jovyan/media:ro"
+        got = run_on(worker, [media], f"sha256sum /home/jovyan/media/{MEDIA_FILE}")
+        assert got.stdout.split()[0] == want, worker
+        # read-only at the source too: a bind without :ro cannot write either
+        write = run_on(worker, [f"{SHARE}/media:/m"], f"touch /m/{MEDIA_FILE}.new", check=False)
+        assert write.returncode != 0, worker
+        assert "Read-only file system" in write.stderr, write.stderr
+    assert on(STATION, "test", "-e", f"/srv/lmr/wavs/{MEDIA_FILE}.new", check=False).returncode
+
+
+def test_unknown_volume_is_refused_not_made_on_the_worker():
+    # a server bound to a volume the station lacks must not start on a local folder
+    missing = f"{SHARE}/volumes/jupyterhub-user-nobody/_data"
+    out = run_on(WORKERS[0], [f"{missing}:/home/jovyan/work"], "true", check=False)
+    assert out.returncode != 0
+    assert on(WORKERS[0], "test", "-e", missing, check=False).returncode != 0
+
+
+def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a, user_volume):
     task = probe_a
     node = inspect("node", task["NodeID"])
     dead = node["Description"]["Hostname"]
@@ -199,3 +272,6 @@ def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a):
     other = inspect("node", again["NodeID"])["Description"]["Hostname"]
     assert other in WORKERS
     assert other != dead
+    # the user's files are on the station: the surviving worker still has them
+    got = run_on(other, [f"{user_volume}:/home/jovyan/work"], "cat /home/jovyan/work/note.txt")
+    assert got.stdout.strip().startswith("written on ")
