@@ -223,7 +223,11 @@ def test_routes_come_back_within_10_s_of_a_proxy_restart(host, server, record_pr
     print(f"route of {TEST_USER} back {took} s after the proxy restart")
     assert took != "never", journal(host, "jupyterhub")
     assert float(took) <= 10, journal(host, "jupyterhub")
-    assert "Proxy lacks" in journal(host, "jupyterhub")
+    # TestbedHub's route check ("Proxy lacks") or JupyterHub's own check_routes, when
+    # one of its periodic looks at the proxy comes first ("Adding missing route"):
+    # either way the hub restored it, which the log must say
+    log = journal(host, "jupyterhub")
+    assert "Proxy lacks" in log or "Adding missing route" in log, log
 
 
 def test_hub_restart_keeps_the_server_and_its_route(host, token, record_property):

@@ -1,11 +1,14 @@
-"""The swarm role on three instances: the station (manager) and two workers.
+"""The swarm and station_share roles (playbooks/scale_out.yml) on three instances:
+the station (manager) and two workers.
 
 What the hub's Swarm spawner (testbed_hub.swarm) relies on, measured on a real
 swarm: the nodes joined and labelled, the overlay network, a service the way the
 spawner makes one (no restart by swarm, DNS round robin, the port published in host
 mode, workers only) answering at the address ``task_address`` computes from Docker's
-own documents, and a dead worker's task judged gone by ``task_verdict``. The last
-test kills a worker's instance: Molecule's destroy removes it.
+own documents, and a dead worker's task judged gone by ``task_verdict``; the station's
+share: a user's files through the binds ``share_mounts`` gives, written on one worker
+and read on the other and on the station, the recordings read-only. The last test
+kills a worker's instance: Molecule's destroy removes it.
 
 The tests use no ``host`` fixture (it would run each once per instance): they reach
 the instances with ``docker exec`` from the control node, in file order.
@@ -20,7 +23,12 @@ import time
 
 import pytest
 
-from testbed_hub.swarm import service_overrides, task_address, task_verdict
+from testbed_hub.swarm import (
+    service_overrides,
+    share_mounts,
+    task_address,
+    task_verdict,
+)
 
 STATION = os.environ.get("SWARM_STATION", "tb-swarm-station")
 WORKERS = os.environ.get("SWARM_WORKERS", "tb-swarm-w1 tb-swarm-w2").split()
@@ -173,19 +181,59 @@ def test_service_lands_on_a_worker_and_answers_at_task_address(probe_a):
     )
 
 
-VOLUME = "jupyterhub-user-probe"
 NB_UID = "1000"
-SHARE = "/srv/station"  # station_share_mount_dir on the workers
+# The hub's spawner settings as far as the mounts go: the binds a server on a worker
+# gets come from testbed_hub.swarm.share_mounts, as the Swarm spawner's will.
+SPAWNER = {
+    "notebook_dir": "/home/jovyan",
+    "user_volume_template": "jupyterhub-user-{username}",
+    "shared_volume": "jupyterhub-shared",
+    "media_dir": "/srv/lmr/wavs",
+}
+VOLUME = "jupyterhub-user-probe"
+WORK, _SHARED, MEDIA = share_mounts(SPAWNER, "probe")
 MEDIA_FILE = "exp-001/take-1.wav"  # converge.yml's pre_tasks put it on the station
 
 
-def run_on(worker: str, binds: list[str], script: str, check: bool = True):
+def run_on(worker: str, binds: list[tuple[str, str, bool]], script: str, check: bool = True):
     """``sh -c script`` as the notebook user in a container on ``worker``'s engine,
-    with ``binds`` (``-v`` arguments: the worker's own paths, as a server's)."""
+    with ``binds`` (``(source, target, read_only)``: the worker's own paths) as the
+    mounts a Swarm service gets (``--mount type=bind``: a missing source is refused,
+    never made)."""
     argv = ["docker", "run", "--rm", "--user", f"{NB_UID}:{NB_UID}"]
-    for bind in binds:
-        argv += ["-v", bind]
+    for source, target, read_only in binds:
+        argv += [
+            "--mount",
+            f"type=bind,source={source},target={target}" + (",readonly" * read_only),
+        ]
     return on(worker, *argv, IMAGE, "sh", "-c", script, check=check)
+
+
+def share_ssh(
+    worker: str, tool: str, *argv: str, key: str = "", stdin: str = "", command: str = ""
+):
+    """``ssh``/``sftp`` (options ``argv``, then ``command`` for ssh) from ``worker`` to
+    the station's share account with the worker's own key (or ``key``) and the pinned
+    host key."""
+    pinned = on(worker, "cat", "/etc/testbed-share/known_hosts").stdout.split()[0]
+    opts = [
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=/etc/testbed-share/known_hosts",
+        "-o", f"IdentityFile={key or '/etc/testbed-share/id_ed25519'}",
+        "-o", "IdentitiesOnly=yes",
+    ]  # fmt: skip
+    return subprocess.run(
+        ["docker", "exec", "-i", worker, tool, *opts, *argv, f"testbed-share@{pinned}"]
+        + ([command] if command else []),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+WORK_BIND = (WORK.source, "/home/jovyan/work", False)
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +242,22 @@ def user_volume():
     notebook user); its folder as the workers bind it."""
     on(STATION, "docker", "volume", "create", VOLUME)
     data = on(STATION, "docker", "volume", "inspect", "-f", "{{.Mountpoint}}", VOLUME).stdout
+    # the notebook image's own files would give it that owner (the spawner makes the
+    # volume from it on the station); the minimal image here has none
     on(STATION, "chown", f"{NB_UID}:{NB_UID}", data.strip())
-    yield f"{SHARE}/volumes/{VOLUME}/_data"
+    assert WORK.source == f"/srv/station/volumes/{VOLUME}/_data"
+    yield WORK.source
+
+
+def test_workers_mount_the_share_and_the_station_binds_it():
+    for worker in WORKERS:
+        for folder in ("/srv/station/volumes", "/srv/station/media"):
+            fstype = on(worker, "findmnt", "-no", "FSTYPE", folder).stdout.strip()
+            assert fstype == "fuse.sshfs", (worker, folder, fstype)
+    media_opts = on(STATION, "findmnt", "-no", "OPTIONS", "/srv/station-share/media").stdout
+    assert "ro" in media_opts.strip().split(","), media_opts  # read-only at the station too
+    volumes_opts = on(STATION, "findmnt", "-no", "OPTIONS", "/srv/station-share/volumes").stdout
+    assert {"nosuid", "nodev", "noexec"} <= set(volumes_opts.strip().split(",")), volumes_opts
 
 
 def test_station_volumes_stay_unlistable_to_the_share():
@@ -204,35 +266,77 @@ def test_station_volumes_stay_unlistable_to_the_share():
     mode = on(STATION, "stat", "-c", "%a", "/var/lib/docker/volumes").stdout.strip()
     assert mode == "701"
     for worker in WORKERS:
-        listing = on(worker, "ls", f"{SHARE}/volumes", check=False)
+        listing = on(worker, "ls", "/srv/station/volumes", check=False)
         assert listing.returncode != 0, (worker, listing.stdout)
         assert "Permission denied" in listing.stderr
+
+
+def test_share_account_is_sftp_only_and_knows_only_the_workers_keys():
+    worker = WORKERS[0]
+    # a command is replaced by internal-sftp: it never runs
+    shell = share_ssh(worker, "ssh", "-T", command="echo SHELL-RAN")
+    assert "SHELL-RAN" not in shell.stdout, shell
+    # no forwarding (-W: a direct TCP channel to the station's own sshd)
+    forward = share_ssh(worker, "ssh", "-W", "127.0.0.1:22")
+    assert forward.returncode != 0
+    assert "prohibited" in forward.stderr, forward.stderr
+    # the chroot's top is root's: nothing can be written there
+    put = share_ssh(worker, "sftp", "-b", "-", stdin="put /etc/hostname /planted\n")
+    assert put.returncode != 0, put.stdout
+    assert on(STATION, "test", "-e", "/srv/station-share/planted", check=False).returncode
+    # a key the station was not given (a removed worker's) is refused
+    on(worker, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/root/stranger-key")
+    stranger = share_ssh(worker, "sftp", "-b", "-", key="/root/stranger-key", stdin="ls /\n")
+    assert stranger.returncode != 0
+    assert "Permission denied (publickey)" in stranger.stderr, stranger.stderr
+
+
+def test_a_workers_key_works_from_that_worker_only():
+    owner, thief = WORKERS
+    key = on(owner, "cat", "/etc/testbed-share/id_ed25519").stdout
+    subprocess.run(
+        ["docker", "exec", "-i", thief, "sh", "-c", "umask 077; cat > /root/borrowed-key"],
+        input=key,
+        text=True,
+        check=True,
+    )
+    try:
+        own = share_ssh(owner, "sftp", "-b", "-", stdin="ls /\n")
+        assert own.returncode == 0, own.stderr
+        assert {"media", "volumes"} <= {t.strip("/") for t in own.stdout.split()}, own.stdout
+        stolen = share_ssh(thief, "sftp", "-b", "-", key="/root/borrowed-key", stdin="ls /\n")
+        assert stolen.returncode != 0
+        assert "Permission denied (publickey)" in stolen.stderr, stolen.stderr
+    finally:
+        on(thief, "rm", "-f", "/root/borrowed-key")
 
 
 def test_file_written_on_one_worker_is_read_on_the_other_and_on_the_station(user_volume):
     writer, reader = WORKERS
     payload = "written on " + writer
-    work = [f"{user_volume}:/home/jovyan/work"]
-    run_on(writer, work, f"echo '{payload}' > /home/jovyan/work/note.txt")
-    got = run_on(reader, work, "cat /home/jovyan/work/note.txt")
+    run_on(writer, [WORK_BIND], f"echo '{payload}' > /home/jovyan/work/note.txt")
+    got = run_on(reader, [WORK_BIND], "cat /home/jovyan/work/note.txt")
     assert got.stdout.strip() == payload
     on_station = f"/var/lib/docker/volumes/{VOLUME}/_data/note.txt"
     assert on(STATION, "cat", on_station).stdout.strip() == payload
     assert on(STATION, "stat", "-c", "%u:%g", on_station).stdout.strip() == f"{NB_UID}:{NB_UID}"
-    # nothing of it on the workers' own disks
+    # nothing of it on the workers' own disks (the root file system and Docker's)
     for worker in WORKERS:
-        local = on(worker, "find", "/var/lib/docker/volumes", "-name", "note.txt").stdout
-        assert local.strip() == "", worker
+        for where in (["/", "-xdev"], ["/var/lib/docker"]):
+            local = on(worker, "find", *where, "-name", "note.txt").stdout
+            assert local.strip() == "", (worker, where, local)
 
 
 def test_recordings_are_readable_and_read_only_on_the_workers():
     want = on(STATION, "sha256sum", f"/srv/lmr/wavs/{MEDIA_FILE}").stdout.split()[0]
     for worker in WORKERS:
-        media = f"{SHARE}/media:/home/jovyan/media:ro"
-        got = run_on(worker, [media], f"sha256sum /home/jovyan/media/{MEDIA_FILE}")
+        media = (MEDIA.source, MEDIA.target, True)
+        got = run_on(worker, [media], f"sha256sum {MEDIA.target}/{MEDIA_FILE}")
         assert got.stdout.split()[0] == want, worker
-        # read-only at the source too: a bind without :ro cannot write either
-        write = run_on(worker, [f"{SHARE}/media:/m"], f"touch /m/{MEDIA_FILE}.new", check=False)
+        # read-only at the source too: a bind without readonly cannot write either
+        write = run_on(
+            worker, [(MEDIA.source, "/m", False)], f"touch /m/{MEDIA_FILE}.new", check=False
+        )
         assert write.returncode != 0, worker
         assert "Read-only file system" in write.stderr, write.stderr
     assert on(STATION, "test", "-e", f"/srv/lmr/wavs/{MEDIA_FILE}.new", check=False).returncode
@@ -240,10 +344,28 @@ def test_recordings_are_readable_and_read_only_on_the_workers():
 
 def test_unknown_volume_is_refused_not_made_on_the_worker():
     # a server bound to a volume the station lacks must not start on a local folder
-    missing = f"{SHARE}/volumes/jupyterhub-user-nobody/_data"
-    out = run_on(WORKERS[0], [f"{missing}:/home/jovyan/work"], "true", check=False)
+    missing = share_mounts(SPAWNER, "nobody")[0].source
+    out = run_on(WORKERS[0], [(missing, "/home/jovyan/work", False)], "true", check=False)
     assert out.returncode != 0
+    assert "bind source path does not exist" in out.stderr, out.stderr
     assert on(WORKERS[0], "test", "-e", missing, check=False).returncode != 0
+
+
+def test_share_down_refuses_the_server_and_comes_back(user_volume):
+    worker = WORKERS[1]
+    on(worker, "umount", "/srv/station/volumes")
+    try:
+        out = run_on(worker, [WORK_BIND], "echo local > /home/jovyan/work/lost.txt", check=False)
+        assert out.returncode != 0
+        assert "bind source path does not exist" in out.stderr, out.stderr
+        assert on(worker, "test", "-e", user_volume, check=False).returncode != 0
+    finally:
+        on(worker, "mount", "/srv/station/volumes")  # the fstab entry, as at boot
+    assert on(worker, "findmnt", "-no", "FSTYPE", "/srv/station/volumes").stdout.strip() == (
+        "fuse.sshfs"
+    )
+    got = run_on(worker, [WORK_BIND], "cat /home/jovyan/work/note.txt")
+    assert got.stdout.strip().startswith("written on ")
 
 
 def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a, user_volume):
@@ -273,5 +395,5 @@ def test_dead_worker_is_seen_and_the_next_service_lands_elsewhere(probe_a, user_
     assert other in WORKERS
     assert other != dead
     # the user's files are on the station: the surviving worker still has them
-    got = run_on(other, [f"{user_volume}:/home/jovyan/work"], "cat /home/jovyan/work/note.txt")
+    got = run_on(other, [WORK_BIND], "cat /home/jovyan/work/note.txt")
     assert got.stdout.strip().startswith("written on ")

@@ -13,6 +13,8 @@ from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
 from traitlets.config import Config
 
 from testbed_hub import swarm
+from testbed_hub.container import Mount
+from testbed_hub.spawner import TestbedDockerSpawner
 
 
 def node(state="ready", addr="172.18.0.3", host="w1"):
@@ -219,3 +221,128 @@ def test_operator_extras_win_over_the_defaults_and_placement_is_configurable():
     assert s.extra_endpoint_spec["mode"] == "dnsrr"
     with pytest.raises(ValueError, match="jupyterhub_swarm_placement must be one of"):
         swarm_spawner(FakeSwarm(None, None), placement="manager")
+
+
+# -- the user's files on a worker: the station's share ----------------------------------
+
+
+SPAWNER = {
+    "notebook_dir": "/home/jovyan/nist/",
+    "user_volume_template": "jupyterhub-user-{username}",
+    "shared_volume": "jupyterhub-shared",
+    "media_dir": "/srv/lmr/wavs",
+    "image_notice_file": "/etc/jupyterhub/image-notice.sh",
+}
+
+
+def test_share_mounts_bind_each_volume_folder_of_the_station():
+    nb = "/home/jovyan/nist"
+    assert swarm.share_mounts(SPAWNER, "alice") == [
+        Mount("bind", "/srv/station/volumes/jupyterhub-user-alice/_data", nb),
+        Mount("bind", "/srv/station/volumes/jupyterhub-shared/_data", f"{nb}/share"),
+        Mount("bind", "/srv/station/media", f"{nb}/media", read_only=True),
+    ]
+    # the station's own file is not on the workers: no notice mount
+    assert all("image-notice" not in m.source for m in swarm.share_mounts(SPAWNER, "alice"))
+    assert swarm.share_volumes(SPAWNER, "/mnt/st/") == {
+        "/mnt/st/volumes/jupyterhub-user-{username}/_data": nb,
+        "/mnt/st/volumes/jupyterhub-shared/_data": f"{nb}/share",
+        "/mnt/st/media": {"bind": f"{nb}/media", "mode": "ro"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("share_dir", "spawner", "message"),
+    [
+        ("srv/station", SPAWNER, "must be an absolute path"),
+        ("/", SPAWNER, "must be an absolute path below /"),
+        ("/srv/station", {**SPAWNER, "shared_volume": "../etc"}, "not a Docker volume name"),
+    ],
+)
+def test_share_mounts_refuse_paths_that_leave_the_share(share_dir, spawner, message):
+    with pytest.raises(ValueError, match=message):
+        swarm.share_mounts(spawner, "alice", share_dir)
+
+
+class FakeStation(FakeSwarm):
+    """The manager's engine for the user's volume: absent (404) or present, and a
+    throwaway container that exits with ``exit_code``."""
+
+    def __init__(self, has_volume=False, exit_code=0):
+        super().__init__(None, None)
+        self.has_volume, self.exit_code = has_volume, exit_code
+        self.created: dict = {}
+
+    async def __call__(self, method, *args, **kwargs):
+        self.calls.append(method)
+        if method == "inspect_volume":
+            if not self.has_volume:
+                raise APIError("no such volume", response=SimpleNamespace(status_code=404))
+            return {"Name": args[0]}
+        if method == "create_host_config":
+            return {"Binds": kwargs["binds"]}
+        if method == "create_container":
+            self.created = kwargs
+            return {"Id": "c0ffee"}
+        if method == "wait":
+            return {"StatusCode": self.exit_code}
+        if method in {"start", "remove_container"}:
+            assert args == ("c0ffee",)
+            return None
+        raise AssertionError(f"unexpected docker call {method}")
+
+
+@pytest.mark.asyncio
+async def test_a_missing_volume_is_made_from_the_image_on_the_station():
+    fake = FakeStation()
+    s = swarm_spawner(fake)
+    s.notebook_dir = "/home/jovyan/nist"
+    assert await s.make_station_volume("jupyterhub-user-alice", IMAGE) is True
+    assert fake.calls == [
+        "inspect_volume",
+        "create_host_config",
+        "create_container",
+        "start",
+        "wait",
+        "remove_container",
+    ]
+    assert fake.created["image"] == IMAGE
+    assert fake.created["host_config"] == {
+        "Binds": {"jupyterhub-user-alice": {"bind": "/home/jovyan/nist", "mode": "rw"}}
+    }
+    assert fake.created["entrypoint"] == ["/bin/true"]
+    assert fake.created["network_disabled"] is True
+
+
+@pytest.mark.asyncio
+async def test_an_existing_volume_is_left_alone():
+    fake = FakeStation(has_volume=True)
+    assert await swarm_spawner(fake).make_station_volume("jupyterhub-user-alice", IMAGE) is False
+    assert fake.calls == ["inspect_volume"]
+
+
+@pytest.mark.asyncio
+async def test_a_failed_volume_container_is_removed_and_named():
+    fake = FakeStation(exit_code=125)
+    with pytest.raises(swarm.SwarmError, match="jupyterhub-user-alice on the station failed"):
+        await swarm_spawner(fake).make_station_volume("jupyterhub-user-alice", IMAGE)
+    assert fake.calls[-1] == "remove_container"
+
+
+@pytest.mark.asyncio
+async def test_start_makes_the_users_volume_first(monkeypatch):
+    fake = FakeStation()
+    s = swarm_spawner(fake, station_volume_template="jupyterhub-user-{username}")
+    s.notebook_dir = "/home/jovyan/nist"
+    seen = []
+
+    async def rest_of_start(self):
+        # what follows is TestbedDockerSpawner's and SwarmSpawner's: stand in for it
+        seen.append(list(fake.calls))
+        return ("172.18.0.3", 30001)
+
+    monkeypatch.setattr(TestbedDockerSpawner, "start", rest_of_start)
+    assert await s.start() == ("172.18.0.3", 30001)
+    assert seen == [fake.calls]
+    assert fake.calls[-1] == "remove_container"
+    assert "jupyterhub-user-alice" in fake.created["host_config"]["Binds"]

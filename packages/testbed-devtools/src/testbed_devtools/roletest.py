@@ -259,3 +259,16 @@ def inventory_report(
         if host in report:
             report[host]["stats"] = stats
     return report, res
+
+
+def assert_refused(
+    outcome: str, task: str, expected: str, *, spec_task: str, by_spec: bool
+) -> None:
+    """One bad case of :func:`validation_report`: refused (``outcome`` is not ``"ok"``)
+    with ``expected`` in its message (whitespace folded), and by the role's
+    argument-specs task (named ``spec_task``) exactly when ``by_spec``, else by a later
+    assert. Raises AssertionError naming what differs."""
+    got = " ".join(outcome.split())
+    assert got != "ok", f"accepted, expected a refusal with {expected!r}"
+    assert expected in got, got
+    assert (task == spec_task) is by_spec, f"refused by {task!r}"

@@ -1,6 +1,6 @@
 """What a user server on Docker Swarm needs beyond DockerSpawner's ``SwarmSpawner``.
 
-Issue 19, docs/ARCHITECTURE.md ("Planned: scale-out on Docker Swarm"). Not wired
+Issue 19, docs/ARCHITECTURE.md ("Scale-out on Docker Swarm"). Not wired
 into the hub's configuration yet. :class:`TestbedSwarmSpawner` is the project's
 spawner (its choices, progress, audit and port wait) on ``SwarmSpawner``; its
 decisions are functions over the Docker API's own documents (``docker inspect`` of a
@@ -19,6 +19,11 @@ task, a node), so they are tested without a swarm. Measured facts they follow:
 * Swarm's default restart policy (``any``) would start the server again elsewhere, at
   an address the hub's proxy does not know: :func:`service_overrides` sets ``none``,
   and the user's next start is a new service.
+* A user's files stay on the station: a server on a worker binds each volume's folder
+  through the worker's mount of the station's share (role ``station_share``;
+  :func:`share_mounts`), where Docker makes no volume and copies nothing from the
+  image. The spawner makes the user's volume on the station first, as DockerSpawner
+  does there (:meth:`TestbedSwarmSpawner.make_station_volume`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from docker.errors import APIError
 from dockerspawner import SwarmSpawner
 from traitlets import Unicode
 
+from testbed_hub.container import Mount, mounts
 from testbed_hub.spawner import TestbedDockerSpawner
 
 #: Task states on the way to ``running`` (Docker's ``TaskState``).
@@ -39,6 +45,10 @@ STARTING = frozenset(
 )
 #: Where user servers may run (``jupyterhub_swarm_placement``).
 PLACEMENTS = {"workers": ["node.role == worker"], "any": []}
+
+
+#: Where each worker mounts the station's share (``station_share_mount_dir``).
+SHARE_DIR = "/srv/station"
 
 
 class SwarmError(RuntimeError):
@@ -138,6 +148,41 @@ def service_overrides(target_port: int, placement: str) -> dict[str, dict[str, A
     }
 
 
+def share_mounts(
+    spawner: Mapping[str, Any], username: str, share_dir: str = SHARE_DIR
+) -> list[Mount]:
+    """:func:`testbed_hub.container.mounts` as a server on a worker makes them: each
+    volume becomes a bind of its folder on the station, ``<share_dir>/volumes/<name>/_data``
+    (the worker's sshfs mount of the station's Docker volumes folder: role
+    ``station_share``), the recordings a read-only bind of ``<share_dir>/media``. The
+    image notice file (a file of the station's) is left out.
+
+    ``spawner``: the ``spawner`` section of the hub's settings. Raises ``ValueError``
+    when ``share_dir`` is not an absolute path or a volume name would leave it.
+    """
+    if not share_dir.startswith("/") or share_dir.rstrip("/") == "":
+        raise ValueError(f"the share folder must be an absolute path below /, got {share_dir!r}")
+    base = share_dir.rstrip("/")
+    out = []
+    for m in mounts(spawner, username):
+        if m.type == "volume":
+            if "/" in m.source or m.source in {"", ".", ".."}:
+                raise ValueError(f"volume name {m.source!r} is not a Docker volume name")
+            out.append(Mount("bind", f"{base}/volumes/{m.source}/_data", m.target, m.read_only))
+        elif m.source == spawner["media_dir"]:
+            out.append(Mount("bind", f"{base}/media", m.target, read_only=True))
+    return out
+
+
+def share_volumes(spawner: Mapping[str, Any], share_dir: str = SHARE_DIR) -> dict[str, Any]:
+    """:func:`share_mounts` as ``DockerSpawner.volumes`` (``{username}`` left for the
+    spawner, as :func:`testbed_hub.container.dockerspawner_volumes`)."""
+    out: dict[str, Any] = {}
+    for m in share_mounts(spawner, "{username}", share_dir):
+        out[m.source] = {"bind": m.target, "mode": "ro"} if m.read_only else m.target
+    return out
+
+
 class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
     """:class:`~testbed_hub.spawner.TestbedDockerSpawner` with each server a Swarm
     service (DockerSpawner's ``SwarmSpawner``): no restart by swarm, DNS round robin,
@@ -146,7 +191,8 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
     (:func:`task_verdict`), which the user's next spawn page says.
 
     The bind mounts come from ``volumes`` as in DockerSpawner, with absolute paths on
-    every node (the station's folders as each worker mounts them).
+    every node (the station's folders as each worker mounts them: :func:`share_volumes`);
+    the user's volume is made on the station first (:meth:`make_station_volume`).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -155,6 +201,13 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
         "workers",
         config=True,
         help="Where servers run: 'workers' (node.role == worker) or 'any' (the station too).",
+    )
+
+    station_volume_template = Unicode(
+        "",
+        config=True,
+        help="The user's volume on the station ('jupyterhub-user-{username}'), made before "
+        "each start when missing, as DockerSpawner makes it there. Empty: none made.",
     )
 
     def __init__(self, **kwargs):
@@ -171,6 +224,55 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
             **self.extra_placement_spec,
         }
         self._lost = ""
+
+    async def make_station_volume(self, name: str, image: str) -> bool:
+        """Make the volume ``name`` on the station (the manager's engine) unless it is
+        there, the way DockerSpawner makes it on the station: a container of ``image``
+        with the new, empty volume on the notebook folder, so Docker copies the image's
+        files there with their owner (the notebook user), then removed. A server on a
+        worker binds the volume's folder through the share (:func:`share_mounts`), where
+        Docker makes nothing.
+
+        Returns ``True`` when it made the volume. Raises :class:`SwarmError` naming the
+        volume when the container fails, docker's ``APIError`` when the engine refuses.
+        """
+        try:
+            await self.docker("inspect_volume", name)
+            return False
+        except APIError as exc:
+            if exc.response is None or exc.response.status_code != 404:
+                raise
+        host_config = await self.docker(
+            "create_host_config", binds={name: {"bind": self.notebook_dir, "mode": "rw"}}
+        )
+        made = await self.docker(
+            "create_container",
+            image=image,
+            entrypoint=["/bin/true"],
+            command=[],
+            host_config=host_config,
+            network_disabled=True,
+            labels={"testbed.volume-init": name},
+        )
+        try:
+            await self.docker("start", made["Id"])
+            result = await self.docker("wait", made["Id"])
+        finally:
+            await self.docker("remove_container", made["Id"], force=True)
+        if (result or {}).get("StatusCode") != 0:
+            raise SwarmError(
+                f"making the volume {name} on the station failed: {image} exited with "
+                f"{(result or {}).get('StatusCode')!r}"
+            )
+        self.log.info("Made volume %s for %s on the station from %s", name, self.user.name, image)
+        return True
+
+    async def start(self):
+        if self.station_volume_template:
+            name = self.format_volume_name(self.station_volume_template, self)
+            image = (self.user_options or {}).get("image") or self.image
+            await self.make_station_volume(name, image)
+        return await super().start()
 
     async def _node(self, node_id: str) -> dict[str, Any] | None:
         try:
