@@ -61,10 +61,14 @@ docs: venv ## role README variable tables from meta/argument_specs.yml
 
 # One pytest worker per core; a test module stays on one worker (its module fixtures
 # run once). UNIT_WORKERS=0 runs them in this process (for pdb).
+# TEST_TIMEOUT: seconds one test may take before it fails by name with every
+# thread's stack (pytest-timeout); the slowest unit test takes about 60 s.
 UNIT_WORKERS ?= auto
+TEST_TIMEOUT ?= 300
 unit: venv ## pytest unit tests (no Docker), one worker per core
 	mkdir -p $(ARTIFACTS)/junit
-	pytest tests/unit -n $(UNIT_WORKERS) --dist loadscope --junitxml=$(ARTIFACTS)/junit/unit.xml
+	pytest tests/unit -n $(UNIT_WORKERS) --dist loadscope --timeout=$(TEST_TIMEOUT) \
+	  --junitxml=$(ARTIFACTS)/junit/unit.xml
 
 # NIST's measurement needs NumPy < 2 and setuptools < 80 (the simulator's environment
 # on a station, testbed_sim_nist_requirements): tests/nist run in a virtualenv of their
@@ -79,7 +83,7 @@ $(NIST_VENV)/.stamp: tests/nist/requirements.txt
 unit-nist: $(NIST_VENV)/.stamp ## NIST's measurement and evaluation on a small generated set (NumPy<2 venv)
 	mkdir -p $(ARTIFACTS)/junit
 	PYTHONPATH=$(CURDIR)/packages/testbed-sim/src:$(CURDIR)/packages/testbed-notebook/src \
-	  $(NIST_VENV)/bin/python -m pytest tests/nist -p no:cacheprovider --junitxml=$(ARTIFACTS)/junit/nist.xml
+	  $(NIST_VENV)/bin/python -m pytest tests/nist -p no:cacheprovider --timeout=$(TEST_TIMEOUT) --junitxml=$(ARTIFACTS)/junit/nist.xml
 
 molecule: venv images ## every Molecule scenario (molecule test)
 	bash scripts/molecule-all.sh $(SCENARIOS)
