@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -187,13 +188,16 @@ def test_access_delay_within_nists_resolution_where_measured(sso, record_propert
 
 
 #: Issue 14's soak: batches of six kernels started at once, in the user's own server
-#: (a researcher's terminal), each batch on six experiments.
-SOAK_BATCHES = 30
+#: (a researcher's terminal), each batch on six experiments. Ten in `make test` (60
+#: kernels, 95 s); SOAK_BATCHES=30 gives the 180-kernel soak that found the kernel that
+#: never answered at start (1 in 180; the retry itself is unit-tested in
+#: tests/unit/notebook/test_run_notebook.py).
+SOAK_BATCHES = int(os.environ.get("SOAK_BATCHES", "10"))
 SOAK_NOTEBOOK = parameterised_notebook("import os, testbed\ntestbed.record('pid', os.getpid())")
 
 
-def test_thirty_batches_of_six_kernels_all_report_ok(host, sso, record_property):
-    """``run-notebook --jobs 6`` thirty times in a row in the user's server: every run
+def test_batches_of_six_kernels_all_report_ok(host, sso, record_property):
+    """``run-notebook --jobs 6`` SOAK_BATCHES times in a row in the user's server: every run
     of every batch reports ok, each in its own kernel (a kernel that lost the port race
     at start is started again, and the summary counts it)."""
     server = f"jupyter-{USER}"

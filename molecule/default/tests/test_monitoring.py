@@ -60,13 +60,6 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration))
 
 
-def hub_cpu_seconds(host) -> float:
-    pid = host.check_output("systemctl show -p MainPID --value jupyterhub")
-    fields = host.check_output(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
-    ticks = int(host.check_output("getconf CLK_TCK"))
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-
-
 @pytest.mark.parametrize(("unit", "port"), PORTS.items())
 def test_listens_on_loopback_only(host, unit, port):
     assert host.service(unit).is_running, journal(host, unit)
@@ -138,36 +131,6 @@ def test_a_user_sees_their_memory_use_against_their_limit(user_server):
     got = r.json()
     assert got["rss"] > 10 * 2**20, got  # a running JupyterLab
     assert got["limits"]["memory"]["rss"] == 2 * 2**30, got
-
-
-def test_scrape_overhead_on_the_hub(host, record_property):
-    """CPU the hub process spends in 60 s with and without Prometheus scraping it
-    (a measurement for the README, not a pass/fail threshold)."""
-    window = 45
-    start = hub_cpu_seconds(host)
-    time.sleep(window)
-    scraped = hub_cpu_seconds(host) - start
-    host.check_output("systemctl stop prometheus")
-    try:
-        start = hub_cpu_seconds(host)
-        time.sleep(window)
-        idle = hub_cpu_seconds(host) - start
-    finally:
-        host.check_output("systemctl start prometheus")
-    record_property("hub_cpu_percent_scraped", round(100 * scraped / window, 3))
-    record_property("hub_cpu_percent_not_scraped", round(100 * idle / window, 3))
-    record_property("scrape_overhead_cpu_percent", round(100 * (scraped - idle) / window, 3))
-    poll(
-        "prometheus ready",
-        lambda: (
-            host.run(
-                'python3 -c "import urllib.request; '
-                "urllib.request.urlopen('http://127.0.0.1:9090/-/ready')\""
-            ).rc
-            == 0
-        ),
-        60,
-    )
 
 
 def test_check_playbook_passes_on_a_healthy_station():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import types
 
@@ -115,6 +116,48 @@ def test_hub_usage_refuses_a_restarted_hub():
     after = bench.parse_hub_probe(hub_probe_output(pid=11))
     with pytest.raises(RuntimeError, match="hub restarted during the burst"):
         bench.hub_usage(before, after, 30.0)
+
+
+class ProbedStation:
+    """An Instance whose hub spends ``cpu_ticks[i]`` ticks by its i-th probe; it records
+    every other command; ``fail_probe`` makes that probe's command fail."""
+
+    def __init__(self, cpu_ticks, fail_probe=None):
+        self.ticks, self.fail_probe, self.commands, self.probes = cpu_ticks, fail_probe, [], 0
+
+    def run(self, cmd, check=True, input=None):
+        self.commands.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def check_output(self, cmd):
+        assert cmd == bench.HUB_PROBE
+        i, self.probes = self.probes, self.probes + 1
+        if i == self.fail_probe:
+            raise RuntimeError("in station: probe exited 1")
+        return hub_probe_output(utime=self.ticks[i], stime=0)
+
+
+def test_scrape_overhead_is_the_hubs_cpu_with_prometheus_minus_without(monkeypatch):
+    # 100 ticks/s: 0.9 s of CPU over the scraped window, 0.45 s with Prometheus stopped
+    station = ProbedStation([1000, 1090, 2000, 2045])
+    clock = iter([0.0, 45.0, 100.0, 145.0])
+    monkeypatch.setattr(bench.time, "monotonic", lambda: next(clock))
+    slept = []
+    got = bench.scrape_overhead(station, window_s=45.0, sleep=slept.append)
+    assert slept == [45.0, 45.0]
+    assert got["scraped_cpu_pct"] == 2.0 and got["not_scraped_cpu_pct"] == 1.0
+    assert got["overhead_cpu_pct"] == 1.0 and got["window_s"] == 45.0
+    assert station.commands == [
+        "systemctl stop prometheus.service",
+        "systemctl start prometheus.service",
+    ]
+
+
+def test_scrape_overhead_starts_prometheus_again_when_a_window_fails(monkeypatch):
+    station = ProbedStation([1000, 1090, 2000, 2045], fail_probe=3)
+    with pytest.raises(RuntimeError, match="probe exited 1"):
+        bench.scrape_overhead(station, window_s=1.0, sleep=lambda s: None)
+    assert station.commands[-1] == "systemctl start prometheus.service"
 
 
 SERVER_V2 = """== cgroup
@@ -572,6 +615,12 @@ def faked_station(monkeypatch, tmp_path):
             "cold": {"seconds": 90.0, "rc": 0, "nist": {"measured": 24}},
             "warm": {"seconds": 10.0, "rc": 0, "nist": {"from_cache": 24, "measured": 0}},
         },
+        "scrape_overhead": lambda inst: {
+            "window_s": 45.0,
+            "scraped_cpu_pct": 0.511,
+            "not_scraped_cpu_pct": 0.467,
+            "overhead_cpu_pct": 0.044,
+        },
         "m2e_evaluation": lambda inst: {
             "experiment": "exp-001",
             "import_s": 0.2,
@@ -613,6 +662,9 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     assert "90 s (24 measured" in seed and seed.split()[-1] == "PASS"
     (worst,) = [ln for ln in out.splitlines() if ln.startswith("worst |m2e_measured_ms")]
     assert "0.5 ms (exp-002)" in worst and worst.split()[-1] == "PASS"
+    (scrape,) = [ln for ln in out.splitlines() if ln.startswith("hub CPU with Prometheus")]
+    assert "(45 s each)" in scrape
+    assert "0.044 % of one core (0.511 % scraped, 0.467 % not)" in scrape
     # the re-run twice: the linear baseline first, then with Mitogen (ansible.cfg's)
     assert ansible_calls == [
         "demo-clean.yml",

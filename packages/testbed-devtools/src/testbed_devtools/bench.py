@@ -30,6 +30,8 @@ batch speed-up                ``run-notebook --jobs <cores>`` vs a sequential lo
                               20 experiments, in the notebook image; a papermill run of
                               an empty notebook
 image size                    the notebook image on the base station
+scrape overhead               the hub process's CPU over 45 s with Prometheus scraping
+                              it, then over 45 s with Prometheus stopped
 NIST seeding, cold / warm     ``testbed-sim-seed --nist`` with the simulator's own
                               virtualenv and the role's settings (seed, experiments,
                               access-time count, read on the station), audio included,
@@ -480,6 +482,40 @@ def hub_usage(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> d
         "rss_mb": mb(after["rss_bytes"]),
         "peak_rss_mb": mb(after["hwm_bytes"]),
         "servers_running": after["servers"],
+    }
+
+
+def scrape_overhead(
+    inst: Instance, window_s: float = 45.0, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
+    """The CPU the hub process spends over ``window_s`` seconds with Prometheus scraping
+    it (every 15 s, ``monitoring_scrape_interval``), then over as long with Prometheus
+    stopped; Prometheus is started again whatever happens. Returns both windows'
+    :func:`hub_usage` and ``overhead_cpu_pct`` (scraped minus not scraped, in % of
+    one core). Raises RuntimeError when the hub restarted during a window."""
+
+    def window() -> dict[str, Any]:
+        before, start = hub_probe(inst), time.monotonic()
+        sleep(window_s)
+        return hub_usage(before, hub_probe(inst), time.monotonic() - start)
+
+    def pct(usage: dict[str, Any]) -> float:
+        # hub_usage's cpu_pct is rounded to 0.1: too coarse for a figure near 0.05 %
+        return 100 * usage["cpu_s"] / usage["wall_s"]
+
+    scraped = window()
+    inst.run("systemctl stop prometheus.service")
+    try:
+        not_scraped = window()
+    finally:
+        inst.run("systemctl start prometheus.service")
+    return {
+        "window_s": window_s,
+        "scraped": scraped,
+        "not_scraped": not_scraped,
+        "scraped_cpu_pct": round(pct(scraped), 3),
+        "not_scraped_cpu_pct": round(pct(not_scraped), 3),
+        "overhead_cpu_pct": round(pct(scraped) - pct(not_scraped), 3),
     }
 
 
@@ -1213,6 +1249,17 @@ def _nist_seed(ns: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _scrape(sc: dict[str, Any]) -> list[Row]:
+    ((figure, _),) = FIGURES["scrape"]
+    return [
+        Row(
+            f"{figure} ({sc['window_s']:.0f} s each)",
+            f"{sc['overhead_cpu_pct']:.3f} % of one core ({sc['scraped_cpu_pct']:.3f} % "
+            f"scraped, {sc['not_scraped_cpu_pct']:.3f} % not)",
+        )
+    ]
+
+
 def _m2e_eval(me: dict[str, Any]) -> list[Row]:
     (first, _), (second, _) = FIGURES["m2e_eval"]
     return [
@@ -1284,6 +1331,7 @@ FIGURES: dict[str, list[tuple[str, list[str]]]] = {
         ("experiments, run-notebook --jobs N vs --jobs 1", []),
     ],
     "image": [("notebook image size", ["image_size_gb"])],
+    "scrape": [("hub CPU with Prometheus scraping minus without", [])],
     "nist_seed": [
         ("seeding the demo data with NIST's tests, cold (no cache)", ["nist_seed_cold_s"]),
         ("seeding the demo data with NIST's tests, warm (from the cold run's cache)", []),
@@ -1308,6 +1356,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "auth": _auth,
     "batch": _batch,
     "image": _image,
+    "scrape": _scrape,
     "nist_seed": _nist_seed,
     "m2e_eval": _m2e_eval,
     "m2e_notebook": _m2e_notebook,
@@ -1523,7 +1572,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     step("rerun", "idempotent re-run: site.yml", lambda: rerun(inventory, out_dir))
     used = ["image", "spawn_single", "server_memory", "spawn_browser", "spawn_burst"]
-    used += ["spawn_burst_large", "auth", "batch", "nist_seed", "m2e_eval", "m2e_notebook"]
+    used += ["spawn_burst_large", "auth", "batch", "scrape", "nist_seed", "m2e_eval"]
+    used += ["m2e_notebook"]
     if "fresh_converge" in failed:
         for key in used:
             failed.append(key)
@@ -1570,6 +1620,11 @@ def main(argv: list[str] | None = None) -> int:
             "batch",
             f"batch speed-up, {args.experiments} experiments",
             lambda: batch_speedup(inst, args.experiments, os.cpu_count() or 2),
+        )
+        step(
+            "scrape",
+            "the hub's CPU with Prometheus scraping it and with Prometheus stopped",
+            lambda: scrape_overhead(inst),
         )
         step(
             "nist_seed",
