@@ -137,13 +137,14 @@ class ProbedStation:
         return hub_probe_output(utime=self.ticks[i], stime=0)
 
 
-def test_scrape_overhead_is_the_hubs_cpu_with_prometheus_minus_without(monkeypatch):
+def test_scrape_overhead_is_the_hubs_cpu_with_prometheus_minus_without():
     # 100 ticks/s: 0.9 s of CPU over the scraped window, 0.45 s with Prometheus stopped
     station = ProbedStation([1000, 1090, 2000, 2045])
     clock = iter([0.0, 45.0, 100.0, 145.0])
-    monkeypatch.setattr(bench.time, "monotonic", lambda: next(clock))
     slept = []
-    got = bench.scrape_overhead(station, window_s=45.0, sleep=slept.append)
+    got = bench.scrape_overhead(
+        station, window_s=45.0, sleep=slept.append, clock=lambda: next(clock)
+    )
     assert slept == [45.0, 45.0]
     assert got["scraped_cpu_pct"] == 2.0 and got["not_scraped_cpu_pct"] == 1.0
     assert got["overhead_cpu_pct"] == 1.0 and got["window_s"] == 45.0
@@ -153,7 +154,7 @@ def test_scrape_overhead_is_the_hubs_cpu_with_prometheus_minus_without(monkeypat
     ]
 
 
-def test_scrape_overhead_starts_prometheus_again_when_a_window_fails(monkeypatch):
+def test_scrape_overhead_starts_prometheus_again_when_a_window_fails():
     station = ProbedStation([1000, 1090, 2000, 2045], fail_probe=3)
     with pytest.raises(RuntimeError, match="probe exited 1"):
         bench.scrape_overhead(station, window_s=1.0, sleep=lambda s: None)

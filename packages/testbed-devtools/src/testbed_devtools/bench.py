@@ -486,7 +486,10 @@ def hub_usage(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> d
 
 
 def scrape_overhead(
-    inst: Instance, window_s: float = 45.0, sleep: Callable[[float], None] = time.sleep
+    inst: Instance,
+    window_s: float = 45.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """The CPU the hub process spends over ``window_s`` seconds with Prometheus scraping
     it (every 15 s, ``monitoring_scrape_interval``), then over as long with Prometheus
@@ -495,9 +498,9 @@ def scrape_overhead(
     one core). Raises RuntimeError when the hub restarted during a window."""
 
     def window() -> dict[str, Any]:
-        before, start = hub_probe(inst), time.monotonic()
+        before, start = hub_probe(inst), clock()
         sleep(window_s)
-        return hub_usage(before, hub_probe(inst), time.monotonic() - start)
+        return hub_usage(before, hub_probe(inst), clock() - start)
 
     def pct(usage: dict[str, Any]) -> float:
         # hub_usage's cpu_pct is rounded to 0.1: too coarse for a figure near 0.05 %
