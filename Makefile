@@ -22,7 +22,7 @@ SCENARIOS_FIRST := notebook_image
 SCENARIOS_LATER :=
 SCENARIOS ?= $(SCENARIOS_FIRST) $(filter-out default $(SCENARIOS_FIRST) $(SCENARIOS_LATER),$(notdir $(wildcard molecule/*))) $(notdir $(wildcard molecule/default))
 
-.PHONY: help venv host images lint docs unit unit-nist molecule e2e test quick demo demo-clean bench check-collections clean
+.PHONY: help venv host images lint docs unit unit-nist molecule e2e test quick demo demo-clean bench check-collections labextension clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ lint: venv check-collections ## yamllint, ansible-lint (production), syntax chec
 	ruff check packages tests molecule scripts plugins
 	ruff format --check packages tests molecule scripts plugins
 	python -m testbed_devtools.import_cycles packages/*/src
+
+labextension: ## rebuild the committed JupyterLab extension @testbed/job-parameters (needs node, npm)
+	bash scripts/build-labextension.sh
 
 docs: venv ## role README variable tables from meta/argument_specs.yml
 	python -m testbed_devtools.role_docs roles

@@ -201,3 +201,44 @@ def test_a_job_takes_a_bare_value_as_run_notebook_does_and_its_output_is_in_jobs
         timeout=120_000
     )
     shot(page, "30-scheduler-job-output-opened")
+
+
+def test_the_create_job_form_opens_with_the_notebooks_parameters(lab):
+    """Create Job from the file browser's context menu: the form lists the parameters
+    cell's names with their defaults as run-notebook -p text (testbed.job_parameters);
+    a value edited there is what the job's notebook gets."""
+    page, server, call, jobs = lab
+    page.goto(f"{server}/lab?reset")
+    name = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
+    name.wait_for(timeout=120_000)
+    name.click(button="right")
+    page.locator(".lm-Menu-item", has_text="Create Job").click()
+    param_name = page.locator("input[name='parameter-0-name']")
+    param_value = page.locator("input[name='parameter-0-value']")
+    param_name.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector(\"input[name='parameter-0-value']\")?.value === 'exp-001'",
+        timeout=30_000,
+    )
+    assert param_name.input_value() == "experiment"
+    assert page.locator("input[name='parameter-1-name']").count() == 0  # one parameter
+    shot(page, "31-create-job-form-filled")
+
+    param_value.fill("exp-007")
+    before = {j["job_id"] for j in call("GET", "scheduler/jobs").json()["jobs"]}
+    page.locator(".jp-notebook-jobs-panel button", has_text="Create").click()
+    deadline = time.monotonic() + 60
+    while True:
+        created = [
+            j for j in call("GET", "scheduler/jobs").json()["jobs"] if j["job_id"] not in before
+        ]
+        if created:
+            break
+        assert time.monotonic() < deadline, "the Create Job form made no job in 60 s"
+        time.sleep(1)
+    (job,) = created
+    jobs.append(job["job_id"])
+    assert job["parameters"] == {"experiment": "exp-007"}, job
+    ended = wait_ended(call, [job["job_id"]])[job["job_id"]]
+    assert ended["status"] == "COMPLETED", ended.get("status_message")
+    assert "experiment='exp-007' type=str" in outputs(call, output_notebook(ended))

@@ -120,3 +120,21 @@ def test_without_the_scheduler_there_are_no_scheduler_settings(rendered):
     off = rendered["off"]
     assert set(off["config"]) == {"ServerApp", "HubOAuth", "ResourceUseDisplay"}
     assert env_lines(off["dockerfile"]) == []
+
+
+def _steps(dockerfile: str) -> list[str]:
+    """The Dockerfile's RUN instructions, continuation lines joined."""
+    return [s for s in dockerfile.replace("\\\n", " ").splitlines() if s.startswith("RUN ")]
+
+
+def test_the_create_job_form_filler_is_enabled_with_the_scheduler_only(rendered):
+    (on,) = [s for s in _steps(rendered["default"]["dockerfile"]) if "job_parameters" in s]
+    # the server extension's switch file, and the build fails unless both extensions load
+    assert '{"testbed.job_parameters": true}' in on
+    assert "grep -q 'testbed.job_parameters .*OK'" in on
+    assert "grep -q '@testbed/job-parameters .*enabled.*OK'" in on
+    assert "labextension disable" not in on
+    off = _steps(rendered["off"]["dockerfile"])
+    assert not [s for s in off if "job_parameters" in s]
+    (disabled,) = [s for s in off if "@testbed/job-parameters" in s]
+    assert "jupyter labextension disable --level=sys_prefix @testbed/job-parameters" in disabled
