@@ -21,7 +21,14 @@ from jupyterhub.utils import random_port
 from traitlets.config import Config
 
 from testbed_hub.audit import records, verify
-from testbed_hub.auditing import MAX_DETAILS_BYTES, MAX_EXPERIMENTS, SETTING, HubAudit
+from testbed_hub.auditing import (
+    MAX_BODY_BYTES,
+    MAX_DETAILS_BYTES,
+    MAX_EXPERIMENTS,
+    SETTING,
+    FloodGuard,
+    HubAudit,
+)
 from testbed_hub.auth import username_for
 
 from .conftest import HubClient
@@ -257,6 +264,76 @@ async def test_a_failed_write_is_503_and_logged_with_the_record(audit_hub, tmp_p
     assert seen[0].startswith(f"Audit log {audit.path}: the batch_start record was NOT written")
     assert '"object": ["exp-007"]' in seen[0] and '"user": "ue-01"' in seen[0]
     assert "the login record was NOT written" in seen[1]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_guard(app, burst=3, per_minute=6) -> Clock:
+    """Give the hub's audit a guard of ``burst`` and ``per_minute`` on a fake clock."""
+    clock = Clock()
+    app.tornado_settings[SETTING].guard = FloodGuard(burst, per_minute, clock=clock)
+    return clock
+
+
+async def test_a_flood_of_refused_logins_from_one_source_is_counted_not_written(audit_hub):
+    clock = fake_guard(audit_hub)
+    # ten browsers without cookies: each request is one refusal
+    codes = [
+        (await browser(audit_hub).get("login", identity="ue-01", secret="x" * 40)).status_code
+        for _ in range(10)
+    ]
+    # every request is refused (sent to the testbed login) as before; 3 lines are written
+    assert set(codes) == {302}
+    client = browser(audit_hub)
+    assert [r["event"] for r in read(audit_hub)] == ["login_refused"] * 3
+    # another source has its own allowance
+    other = await client.get(
+        "login", headers=client.headers("ue-05", **{"X-Real-IP": "192.0.2.99"})
+    )
+    assert other.status_code == 403
+    assert read(audit_hub)[-1]["source"] == "192.0.2.99"
+    # 10 s later (6 per minute) one more is written, with the count of those left out
+    clock.now += 10
+    await client.get("login", identity="ue-09")
+    last = read(audit_hub)[-1]
+    assert brief(last) == ("login_refused", "ue-09", "ue-09", BROWSER)
+    assert last["details"] == {"reason": "blocked", "suppressed": 7}
+    assert verify(audit_hub.audit_path).ok
+    # a good login is never held back
+    assert (await client.get("login", identity="ue-01")).status_code == 302
+    assert read(audit_hub)[-1]["event"] == "login"
+
+
+async def test_batch_records_beyond_the_allowance_are_429_with_retry_after(audit_hub):
+    clock = fake_guard(audit_hub, burst=2, per_minute=6)
+    token = server_token(audit_hub, "ue-01")
+    body = {"event": "batch_start", "object": ["exp-001"]}
+    codes = [(await post(audit_hub, body, token)).status_code for _ in range(2)]
+    r = await post(audit_hub, body, token)
+    assert codes == [201, 201] and r.status_code == 429
+    assert r.headers["Retry-After"] == "10"
+    assert "More than 2 batch records in a row from ue-01: not recorded" in r.json()["message"]
+    # another user's server is not held back by ue-01's
+    assert (await post(audit_hub, body, server_token(audit_hub, "ue-02"))).status_code == 201
+    clock.now += 10
+    assert (await post(audit_hub, body, token)).status_code == 201
+    assert [x["user"] for x in read(audit_hub)] == ["ue-01", "ue-01", "ue-02", "ue-01"]
+
+
+async def test_a_body_over_the_cap_is_413_before_it_is_read(audit_hub):
+    ids = ["e" * 100] * (MAX_BODY_BYTES // 100)
+    r = await post(
+        audit_hub, {"event": "batch_end", "object": ids}, server_token(audit_hub, "ue-01")
+    )
+    assert r.status_code == 413
+    assert f"more than {MAX_BODY_BYTES}: send the first experiment ids" in r.json()["message"]
+    assert read(audit_hub) == []
 
 
 async def test_auditing_off_answers_404_and_writes_nothing(restart_hub, tmp_path):

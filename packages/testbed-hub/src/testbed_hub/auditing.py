@@ -26,6 +26,16 @@ start, a stop); the hub logs an error naming the log file and the whole record, 
 operator sees what is missing from the trail. The endpoint answers 503 then, and
 ``run-notebook`` warns and carries on.
 
+Flooding is bounded (:class:`FloodGuard`, one allowance per key): a refused login is
+written at most ``FLOOD_BURST`` times in a row per source address, then one per
+``60 / FLOOD_PER_MINUTE`` seconds; the refusals between are counted and the next
+written one carries ``details.suppressed`` (the request is refused exactly as before:
+only the trail's lines are bounded). A notebook container reaches the hub's login on
+its gateway without nginx, so this is what keeps it from filling the disk with fsynced
+records. A user's server gets the same allowance for its batch records, answered 429
+with ``Retry-After`` beyond it, and a body over ``MAX_BODY_BYTES`` is refused (413)
+before it is parsed.
+
 Writes run in one worker thread (:attr:`HubAudit.executor`): ``AuditLog.append`` takes
 an ``flock`` that the nginx collector and the rotate timer also take, and fsyncs, which
 can take long on a busy disk; one thread keeps the hub's own records in order.
@@ -38,6 +48,9 @@ import functools
 import ipaddress
 import json
 import logging
+import math
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +65,12 @@ USER_EVENTS = ("batch_start", "batch_end")
 MAX_EXPERIMENTS = 5000
 MAX_EXPERIMENT_ID = 200
 MAX_DETAILS_BYTES = 16384
+#: The largest body the endpoint reads (about 2,500 ids of 100 characters).
+MAX_BODY_BYTES = 262144
+#: Records one key (a refused login's source address, a user's batch records) may
+#: write in a row, and how many per minute after that.
+FLOOD_BURST = 20
+FLOOD_PER_MINUTE = 20
 #: ``identity`` of a refused login whose identity the hub cannot believe or did not get.
 NO_IDENTITY = "(none)"
 #: The tornado setting (``handler.settings``, ``user.settings``) holding the :class:`HubAudit`.
@@ -65,6 +84,57 @@ def _ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+class FloodGuard:
+    """A token bucket per key: ``burst`` admissions in a row, then ``per_minute``.
+
+    :meth:`admit` answers ``(admitted, suppressed, wait_s)``: whether this one may be
+    written; when it may, how many were refused since the key's last admission; when
+    not, the seconds until the next one may be. ``clock`` is monotonic seconds. At most
+    ``max_keys`` keys are kept: beyond that the full buckets (keys quiet long enough to
+    have their whole allowance back) are forgotten, which changes no answer.
+    """
+
+    def __init__(
+        self,
+        burst: int = FLOOD_BURST,
+        per_minute: float = FLOOD_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10000,
+    ):
+        if burst < 1 or per_minute <= 0:
+            raise ValueError(
+                f"FloodGuard needs burst >= 1 and per_minute > 0 ({burst}, {per_minute})"
+            )
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self.max_keys = max_keys
+        # key -> [tokens, time of the last update, refused since the last admission]
+        self._buckets: dict[str, list[float]] = {}
+
+    def admit(self, key: str) -> tuple[bool, int, float]:
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._forget_full(now)
+            bucket = self._buckets[key] = [float(self.burst), now, 0.0]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            suppressed, bucket[2] = int(bucket[2]), 0.0
+            return True, suppressed, 0.0
+        bucket[0] = tokens
+        bucket[2] += 1
+        return False, int(bucket[2]), (1.0 - tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        for key, (tokens, then, refused) in list(self._buckets.items()):
+            if not refused and tokens + (now - then) * self.rate >= self.burst:
+                del self._buckets[key]
+
+
 class HubAudit:
     """Appends the hub's records to ``path`` without ever raising into a request.
 
@@ -74,10 +144,17 @@ class HubAudit:
     other peer (a notebook container on the ``jupyter`` network) is the client itself.
     """
 
-    def __init__(self, path: str, proxies: set[str] | frozenset[str] = frozenset(), log=None):
+    def __init__(
+        self,
+        path: str,
+        proxies: set[str] | frozenset[str] = frozenset(),
+        log=None,
+        guard: FloodGuard | None = None,
+    ):
         self.path = path
         self.log = log or logging.getLogger("testbed_hub.auditing")
         self.audit = AuditLog(path) if path else None
+        self.guard = guard or FloodGuard()
         self.proxies = {ip for ip in map(_ip, proxies) if ip is not None}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="testbed-audit")
 
@@ -151,11 +228,30 @@ def identity_of(authenticator, user) -> str:
 
 
 async def record(handler, event: str, identity: str, **fields: Any) -> dict[str, Any] | None:
-    """``HubAudit.record`` for a request handler, with ``source`` from the request."""
+    """``HubAudit.record`` for a request handler, with ``source`` from the request.
+
+    A ``login_refused`` goes through the :class:`FloodGuard` of its source address:
+    beyond the allowance it is counted, not written (None), and the next one written
+    from that source carries ``details.suppressed``.
+    """
     audit = hub_audit(handler.settings)
     if audit is None or not audit.enabled:
         return None
     fields.setdefault("source", audit.source_of(handler.request))
+    if event == "login_refused":
+        admitted, suppressed, _ = audit.guard.admit(f"login_refused {fields['source']}")
+        if not admitted:
+            if suppressed == 1:
+                audit.log.warning(
+                    "Audit log %s: refused logins from %s come faster than %g per minute; "
+                    "the next ones are counted, not written one by one",
+                    audit.path,
+                    fields["source"],
+                    audit.guard.rate * 60,
+                )
+            return None
+        if suppressed:
+            fields["details"] = {**(fields.get("details") or {}), "suppressed": suppressed}
     return await audit.record(event, identity, **fields)
 
 
@@ -216,7 +312,9 @@ class AuditAPIHandler(APIHandler):
 
     Answers 201 ``{"seq": N}``; 400 for a bad body (the message says what); 403 for a
     token without that scope or a service's token; 404 when auditing is off on this
-    hub; 503 when the log could not be written (the hub's log says why).
+    hub; 413 for a body over ``MAX_BODY_BYTES``; 429 with ``Retry-After`` (seconds)
+    beyond the user's allowance (:class:`FloodGuard`); 503 when the log could not be
+    written (the hub's log says why).
     """
 
     __test__ = False
@@ -234,11 +332,38 @@ class AuditAPIHandler(APIHandler):
         audit = hub_audit(self.settings)
         if audit is None or not audit.enabled:
             raise web.HTTPError(404, "Auditing is off on this hub (jupyterhub_audit_log is '')")
+        size = len(self.request.body or b"")
+        if size > MAX_BODY_BYTES:
+            raise web.HTTPError(
+                413,
+                f"The body has {size} bytes, more than {MAX_BODY_BYTES}: send the first "
+                "experiment ids and the total in details",
+            )
         try:
             model = json.loads(self.request.body or b"null")
         except ValueError:
             raise web.HTTPError(400, "The body is not JSON") from None
         event, experiments, details = check_body(model)
+        admitted, refused, wait = audit.guard.admit(f"batch {user.name}")
+        if not admitted:
+            if refused == 1:
+                self.log.warning(
+                    "Audit log %s: %s posts batch records faster than %g per minute; "
+                    "refusing them (429) until the allowance refills",
+                    audit.path,
+                    user.name,
+                    audit.guard.rate * 60,
+                )
+            # written here, not raised: tornado's send_error clears the headers
+            message = (
+                f"More than {audit.guard.burst} batch records in a row from {user.name}: "
+                f"not recorded; try again in {math.ceil(wait)} s"
+            )
+            self.set_status(429)
+            self.set_header("Retry-After", str(math.ceil(wait)))
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": 429, "message": message}))
+            return
         done = await audit.record(
             event,
             identity_of(self.authenticator, user),
