@@ -248,3 +248,45 @@ def test_one_hundred_realistic_records_stay_under_40_kb(tmp_path, record_propert
     print(f"bytes per 100 realistic audit records: {size}")
     assert verify(path).records == 100
     assert size < 40_000  # measured: 34_790 bytes (about 350 a record; 128 are the two hashes)
+
+
+def _hold_lock(path: Path, shared: bool = False) -> int:
+    """Take the log's lock as another process would (flock is per open file)."""
+    import fcntl
+
+    from testbed_hub.audit.log import lock_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    return fd
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["writer", "reader"])
+def test_a_lock_held_past_the_timeout_fails_the_append_and_writes_nothing(tmp_path, shared):
+    path = tmp_path / "audit.log"
+    fill(path, 1)
+    before = path.read_bytes()
+    fd = _hold_lock(path, shared)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuditError, match=r"held by another process for more than 0.3 s"):
+            AuditLog(path, lock_timeout=0.3).append("login", "alice@testbed.example")
+        waited = time.monotonic() - started
+    finally:
+        os.close(fd)
+    assert 0.3 <= waited < 2.0
+    assert path.read_bytes() == before
+    # released: the same log takes the next record at once
+    record = AuditLog(path, lock_timeout=0.3).append("login", "alice@testbed.example")
+    assert record["seq"] == 2 and verify(path).ok
+
+
+def test_a_lock_freed_within_the_timeout_is_waited_for(tmp_path):
+    import threading
+
+    path = tmp_path / "audit.log"
+    fd = _hold_lock(path)
+    threading.Timer(0.2, os.close, (fd,)).start()
+    record = AuditLog(path, lock_timeout=5).append("login", "alice@testbed.example")
+    assert record["seq"] == 1

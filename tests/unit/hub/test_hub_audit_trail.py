@@ -336,6 +336,36 @@ async def test_a_body_over_the_cap_is_413_before_it_is_read(audit_hub):
     assert read(audit_hub) == []
 
 
+async def test_a_stuck_lock_holder_does_not_hold_a_login(audit_hub):
+    """The log's lock held (a stuck rotation or verify): the login goes on after the
+    lock timeout, and the hub says which record it could not write."""
+    import fcntl
+    import os
+
+    from testbed_hub.audit.log import lock_path
+
+    audit: HubAudit = audit_hub.tornado_settings[SETTING]
+    audit.audit.lock_timeout = 0.3
+    audit_hub.audit_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(audit_hub.audit_path), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    seen = []
+    handler = logging.Handler(logging.ERROR)
+    handler.addFilter(lambda rec: rec.pathname.endswith("auditing.py"))
+    handler.emit = lambda rec: seen.append(rec.getMessage())
+    audit.log.addHandler(handler)
+    try:
+        login = await browser(audit_hub).get("login", identity="ue-01")
+    finally:
+        audit.log.removeHandler(handler)
+        os.close(fd)
+    assert login.status_code == 302
+    (message,) = seen
+    assert "the login record was NOT written (AuditError:" in message
+    assert "held by another process for more than 0.3 s" in message
+    assert read(audit_hub) == []
+
+
 async def test_auditing_off_answers_404_and_writes_nothing(restart_hub, tmp_path):
     app = await restart_hub(lambda c: None)
     assert app.audit_log == ""

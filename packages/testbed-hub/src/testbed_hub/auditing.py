@@ -38,7 +38,9 @@ before it is parsed.
 
 Writes run in one worker thread (:attr:`HubAudit.executor`): ``AuditLog.append`` takes
 an ``flock`` that the nginx collector and the rotate timer also take, and fsyncs, which
-can take long on a busy disk; one thread keeps the hub's own records in order.
+can take long on a busy disk; one thread keeps the hub's own records in order. A lock
+held longer than ``LOCK_TIMEOUT_S`` fails the record (logged as not written, as any
+failed write), so a stuck holder never holds a login.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ MAX_BODY_BYTES = 262144
 #: write in a row, and how many per minute after that.
 FLOOD_BURST = 20
 FLOOD_PER_MINUTE = 20
+#: Seconds a record waits for the log's lock (held by a rotation, a verify, the nginx
+#: collector) before it is given up as not written: a stuck holder must not hold
+#: logins, starts and stops with it.
+LOCK_TIMEOUT_S = 10.0
 #: ``identity`` of a refused login whose identity the hub cannot believe or did not get.
 NO_IDENTITY = "(none)"
 #: The tornado setting (``handler.settings``, ``user.settings``) holding the :class:`HubAudit`.
@@ -153,7 +159,7 @@ class HubAudit:
     ):
         self.path = path
         self.log = log or logging.getLogger("testbed_hub.auditing")
-        self.audit = AuditLog(path) if path else None
+        self.audit = AuditLog(path, lock_timeout=LOCK_TIMEOUT_S) if path else None
         self.guard = guard or FloodGuard()
         self.proxies = {ip for ip in map(_ip, proxies) if ip is not None}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="testbed-audit")
