@@ -31,6 +31,11 @@ CASES = {
     "port_type": ({"prometheus_port": "ninety"}, "prometheus_port"),
     "threshold_high": ({"prometheus_disk_free_threshold": 150}, "prometheus_disk_free_threshold"),
     "threshold_zero": ({"prometheus_disk_free_threshold": 0}, "from 1 to 99"),
+    "audit_dir_relative": (
+        {"prometheus_audit_log_dir": "var/log/testbed"},
+        "prometheus_audit_log_dir",
+    ),
+    "audit_dir_off": ({"prometheus_audit_log_dir": ""}, None),
     "metrics_path": (
         {"prometheus_jupyterhub_metrics_path": "/jupyter/hub"},
         "prometheus_jupyterhub_metrics_path",
@@ -56,6 +61,7 @@ RENDER_VARS = {
     **yaml.safe_load((ROLE / "defaults/main.yml").read_text()),
     "prometheus_certificate_server_name": "basestation.testbed.example",
     "__prometheus_volumes_mount": {"stdout": "/var/lib/docker\n"},
+    "__prometheus_audit_mount": {"stdout": "/\n"},
 }
 TEMPLATES = {
     "prometheus.yml": "etc/prometheus/prometheus.yml.j2",
@@ -204,6 +210,7 @@ def test_alert_rules(rendered):
         "AuthServiceFailing",
         "SpawnFailures",
         "VolumesDiskFilling",
+        "AuditLogDiskFilling",
         "CertificateExpiringSoon",
     ]
     assert rules["JupyterHubDown"]["expr"] == 'up{job="jupyterhub"} == 0'
@@ -230,6 +237,40 @@ def test_alert_rules(rendered):
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("critical", "warning")
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def _rules(files: dict[str, str]) -> dict[str, dict]:
+    return {r["alert"]: r for r in yaml.safe_load(files["testbed.yml"])["groups"][0]["rules"]}
+
+
+def test_the_audit_trails_own_filesystem_has_its_alert(rendered):
+    _tmp, files = rendered
+    rules = _rules(files)
+    audit = " ".join(rules["AuditLogDiskFilling"]["expr"].split())
+    volumes = " ".join(rules["VolumesDiskFilling"]["expr"].split())
+    # the same df figure and threshold, on the trail's mount point
+    assert audit == volumes.replace('mountpoint="/var/lib/docker"', 'mountpoint="/"')
+    assert "/var/log/testbed" in rules["AuditLogDiskFilling"]["annotations"]["description"]
+    assert "audit trail" not in rules["VolumesDiskFilling"]["annotations"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "volumes_mention_it"),
+    [
+        # on the volumes' filesystem: one alert says both
+        ({"__prometheus_audit_mount": {"stdout": "/var/lib/docker\n"}}, True),
+        # auditing off
+        ({"prometheus_audit_log_dir": ""}, False),
+    ],
+    ids=["same_filesystem", "auditing_off"],
+)
+def test_no_second_alert_for_the_same_filesystem_or_without_auditing(
+    tmp_path, extra, volumes_mention_it
+):
+    rules = _rules(_render(tmp_path, extra))
+    assert "AuditLogDiskFilling" not in rules
+    description = rules["VolumesDiskFilling"]["annotations"]["description"]
+    assert ("the audit trail (/var/log/testbed" in description) is volumes_mention_it
 
 
 def test_container_metrics_timer(rendered):
