@@ -475,6 +475,62 @@ async def test_a_start_through_a_request_and_a_stop_by_the_culler(tmp_path, dock
     assert docker_free == ["analysis"]
 
 
+async def test_the_identity_outlives_a_hub_restart_in_the_spawners_state(tmp_path, docker_free):
+    """allow_all: the authenticator learns identities from logins only. A server started
+    before a restart and stopped by the culler after it is recorded with the testbed
+    identity, read back from the spawner's state, not the mapped hub name."""
+    from testbed_hub.auth import HeaderAuthenticator
+
+    path = tmp_path / "audit.log"
+    before = HeaderAuthenticator()
+    before.remember_identity(ALICE_ID)  # Alice logged in
+    s = spawner(path, name="analysis")
+    s.authenticator = before
+    await s.start()
+    state = s.get_state()
+    assert state["testbed_identity"] == ALICE_ID
+
+    after = HeaderAuthenticator()  # the hub restarted: nobody has logged in since
+    assert after.identity_of(ALICE_NAME) == ALICE_NAME
+    s2 = spawner(path, name="analysis")
+    s2.authenticator = after
+    s2.load_state(state)
+    assert after.identity_of(ALICE_NAME) == ALICE_ID
+    await s2.stop()
+    assert brief(records(path)[-1]) == ("server_stop", ALICE_ID, ALICE_NAME, None)
+
+
+@pytest.mark.parametrize(
+    ("known", "stored", "shown"),
+    [
+        ({ALICE_NAME: "alice@example.org"}, "ALICE@example.org", "alice@example.org"),
+        ({}, "bob@example.org", ALICE_NAME),  # another user's identity: not believed
+        ({}, 42, ALICE_NAME),
+    ],
+    ids=["a_login_since_wins", "another_users", "not_text"],
+)
+async def test_a_stored_identity_never_overrides_a_known_one_or_another_users(known, stored, shown):
+    from testbed_hub.auth import HeaderAuthenticator
+
+    auth = HeaderAuthenticator()
+    auth.known_identities.update(known)
+    s = spawner("", name="")
+    s.authenticator = auth
+    s.load_state({"started_image": "testbed-hub/notebook:abc123", "testbed_identity": stored})
+    assert auth.identity_of(ALICE_NAME) == shown
+
+
+async def test_no_identity_is_stored_for_a_stopped_server_or_an_unknown_one():
+    from testbed_hub.auth import HeaderAuthenticator
+
+    auth = HeaderAuthenticator()
+    s = spawner("", name="")
+    s.authenticator = auth
+    assert "testbed_identity" not in s.get_state()  # not started
+    s.started_image = "testbed-hub/notebook:abc123"
+    assert "testbed_identity" not in s.get_state()  # the hub does not know it
+
+
 async def test_the_default_server_is_the_empty_name(tmp_path, docker_free):
     path = tmp_path / "audit.log"
     s = spawner(path, handler=None)

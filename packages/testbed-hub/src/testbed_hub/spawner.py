@@ -312,12 +312,39 @@ class TestbedDockerSpawner(DockerSpawner):
         state = super().get_state()
         if self.started_image:
             state["started_image"] = self.started_image
+            # The user's testbed identity while the server runs: the authenticator knows
+            # it only from logins since the hub started, and a server outlives a hub
+            # restart (the culler's stop, run-notebook's batch records).
+            identity = auditing.identity_of(self.authenticator, self.user)
+            if identity != self.user.name:
+                state["testbed_identity"] = identity
         return state
 
     def load_state(self, state):
         super().load_state(state)
         # absent from the state of a server started by an earlier version: poll() reads it
         self.started_image = state.get("started_image", "") or ""
+        self._recall_identity(state.get("testbed_identity"))
+
+    def _recall_identity(self, identity: Any) -> None:
+        """Tell the authenticator the identity a running server was started for, unless
+        it already knows one (a login since the restart is newer) or the identity does
+        not map to this user (a state edited by hand)."""
+        known = getattr(self.authenticator, "known_identities", None)
+        to_name = getattr(self.authenticator, "identity_to_username", None)
+        if not isinstance(identity, str) or not identity or known is None or to_name is None:
+            return
+        if self.user.name in known:
+            return
+        if to_name(identity) != self.user.name:
+            self.log.warning(
+                "Spawner state of %s holds the testbed identity %r, which is another "
+                "user's: not used",
+                self.user.name,
+                identity,
+            )
+            return
+        known[self.user.name] = identity
 
     def clear_state(self):
         super().clear_state()
