@@ -38,6 +38,12 @@ PLACES = {
     "testbed-notebook": ({"testbed"}, {"run-notebook"}),
     "testbed-sim": ({"testbed_sim"}, {"testbed-sim-auth", "testbed-sim-mongo", "testbed-sim-seed"}),
 }
+#: Data files a wheel installs under the environment's prefix (its .data/data/ folder).
+DATA = {
+    "testbed-hub": set(),
+    "testbed-notebook": {"share/jupyter/labextensions/@testbed/job-parameters"},
+    "testbed-sim": set(),
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,12 @@ def test_each_wheel_holds_only_its_own_place(dist, tmp_path):
     with zipfile.ZipFile(info["path"]) as whl:
         names = whl.namelist()
         entry_points = whl.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    top = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
+    top = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n and ".data/" not in n}
     assert top == packages
+    data = {n.split(".data/data/", 1)[1] for n in names if ".data/" in n}
+    assert {f for f in data if not any(f.startswith(d + "/") for d in DATA[dist])} == set()
+    assert {d for d in DATA[dist] if not any(f.startswith(d + "/") for f in data)} == set()
+    assert not [n for n in names if ".data/" in n and ".data/data/" not in n]
     declared = {
         line.split("=", 1)[0].strip()
         for line in entry_points.split("[console_scripts]", 1)[1].splitlines()
