@@ -336,34 +336,47 @@ async def test_a_body_over_the_cap_is_413_before_it_is_read(audit_hub):
     assert read(audit_hub) == []
 
 
-async def test_a_stuck_lock_holder_does_not_hold_a_login(audit_hub):
-    """The log's lock held (a stuck rotation or verify): the login goes on after the
-    lock timeout, and the hub says which record it could not write."""
+async def test_a_held_lock_neither_holds_a_login_nor_loses_its_record(audit_hub):
+    """The log's lock held (a verify reading every rotated file, a stuck rotation):
+    after the hub's wait the login goes on and a batch record is answered 202; both
+    records stay queued and are written, in order, once the lock frees."""
     import fcntl
     import os
+    import time
 
     from testbed_hub.audit.log import lock_path
 
     audit: HubAudit = audit_hub.tornado_settings[SETTING]
-    audit.audit.lock_timeout = 0.3
+    audit.wait_s = 0.3
     audit_hub.audit_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(audit_hub.audit_path), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # as verify and report hold it
     seen = []
-    handler = logging.Handler(logging.ERROR)
+    handler = logging.Handler(logging.WARNING)
     handler.addFilter(lambda rec: rec.pathname.endswith("auditing.py"))
     handler.emit = lambda rec: seen.append(rec.getMessage())
     audit.log.addHandler(handler)
     try:
+        started = time.monotonic()
         login = await browser(audit_hub).get("login", identity="ue-01")
+        took = time.monotonic() - started
+        body = {"event": "batch_start", "object": ["exp-001"]}
+        batch = await post(audit_hub, body, server_token(audit_hub, "ue-01"))
+        assert read(audit_hub) == []  # nothing written while the lock is held
     finally:
-        audit.log.removeHandler(handler)
         os.close(fd)
-    assert login.status_code == 302
-    (message,) = seen
-    assert "the login record was NOT written (AuditError:" in message
-    assert "held by another process for more than 0.3 s" in message
-    assert read(audit_hub) == []
+        audit.log.removeHandler(handler)
+    assert login.status_code == 302 and 0.3 <= took < 3, took
+    assert batch.status_code == 202 and batch.json() == {"seq": None}
+    assert len(seen) == 2 and "the login record of ue-01 waits for the log" in seen[0]
+    deadline = time.monotonic() + 10
+    while len(read(audit_hub)) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert [brief(r)[:3] for r in read(audit_hub)] == [
+        ("login", "ue-01", "ue-01"),
+        ("batch_start", "ue-01", "ue-01"),
+    ]
+    assert verify(audit_hub.audit_path).ok
 
 
 async def test_auditing_off_answers_404_and_writes_nothing(restart_hub, tmp_path):

@@ -37,10 +37,11 @@ with ``Retry-After`` beyond it, and a body over ``MAX_BODY_BYTES`` is refused (4
 before it is parsed.
 
 Writes run in one worker thread (:attr:`HubAudit.executor`): ``AuditLog.append`` takes
-an ``flock`` that the nginx collector and the rotate timer also take, and fsyncs, which
-can take long on a busy disk; one thread keeps the hub's own records in order. A lock
-held longer than ``LOCK_TIMEOUT_S`` fails the record (logged as not written, as any
-failed write), so a stuck holder never holds a login.
+an ``flock`` that the nginx collector, the rotate timer and ``verify`` and ``report``
+(shared, while they read every rotated file) also take, and fsyncs, which can take long
+on a busy disk; one thread keeps the hub's own records in order. A request waits at
+most ``WAIT_S`` for its record: after that it goes on and the record stays queued, to
+be written when the lock frees, so a held lock neither holds logins nor loses records.
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ MAX_BODY_BYTES = 262144
 #: write in a row, and how many per minute after that.
 FLOOD_BURST = 20
 FLOOD_PER_MINUTE = 20
-#: Seconds a record waits for the log's lock (held by a rotation, a verify, the nginx
-#: collector) before it is given up as not written: a stuck holder must not hold
-#: logins, starts and stops with it.
-LOCK_TIMEOUT_S = 10.0
+#: Seconds a request (a login, a start, a batch record) waits for its record to be
+#: written before it goes on without waiting (the record stays queued).
+WAIT_S = 5.0
+#: What :meth:`HubAudit.record` returns for a record still queued after ``WAIT_S``.
+QUEUED: dict[str, Any] = {"seq": None, "queued": True}
 #: ``identity`` of a refused login whose identity the hub cannot believe or did not get.
 NO_IDENTITY = "(none)"
 #: The tornado setting (``handler.settings``, ``user.settings``) holding the :class:`HubAudit`.
@@ -159,8 +161,10 @@ class HubAudit:
     ):
         self.path = path
         self.log = log or logging.getLogger("testbed_hub.auditing")
-        self.audit = AuditLog(path, lock_timeout=LOCK_TIMEOUT_S) if path else None
+        self.audit = AuditLog(path) if path else None
         self.guard = guard or FloodGuard()
+        #: seconds a request waits for its record before going on without it
+        self.wait_s = WAIT_S
         self.proxies = {ip for ip in map(_ip, proxies) if ip is not None}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="testbed-audit")
 
@@ -188,12 +192,14 @@ class HubAudit:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Append one record (in :attr:`executor`); the record, or None when auditing is
-        off or the write failed (then logged at ERROR with the log's path and the record).
+        off or the write failed (then logged at ERROR with the log's path and the record),
+        or :data:`QUEUED` when it is not written after :attr:`wait_s` seconds (it will be,
+        when the log's lock frees: the caller goes on without it).
         """
         if self.audit is None:
             return None
         append = functools.partial(
-            self.audit.append,
+            self._append,
             event,
             identity or NO_IDENTITY,
             user=user,
@@ -201,11 +207,32 @@ class HubAudit:
             object=object,
             details=details,
         )
+        written = asyncio.get_running_loop().run_in_executor(self.executor, append)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, append)
+            return await asyncio.wait_for(asyncio.shield(written), self.wait_s)
+        except TimeoutError:
+            # The log's lock is held (a verify or report reading every rotated file, a
+            # rotation, a stuck process) or the disk is slow: the record stays queued
+            # in the writer thread, in order, and is written when the log frees; the
+            # request goes on. A failure then is logged by _append, as any other.
+            self.log.warning(
+                "Audit log %s: the %s record of %s waits for the log for more than %g s "
+                "(its lock is held: fuser -v %s.lock); the request goes on, the record "
+                "is written when the log frees",
+                self.path,
+                event,
+                identity,
+                self.wait_s,
+                self.path,
+            )
+            return QUEUED
+
+    def _append(self, event: str, identity: str, **fields: Any) -> dict[str, Any] | None:
+        """``AuditLog.append`` in the writer thread; a failure is logged, never raised."""
+        try:
+            return self.audit.append(event, identity, **fields)
         except Exception as e:  # noqa: BLE001 - the failure policy: log, never raise
-            lost = {"event": event, "identity": identity, "user": user, "source": source}
-            lost.update(object=object, details=details)
+            lost = {"event": event, "identity": identity, **fields}
             self.log.error(
                 "Audit log %s: the %s record was NOT written (%s: %s); record: %s",
                 self.path,
@@ -316,7 +343,8 @@ class AuditAPIHandler(APIHandler):
     one user's server can never write records as another. The hub fills ``identity``
     (the user's testbed identity), ``user`` and ``source``.
 
-    Answers 201 ``{"seq": N}``; 400 for a bad body (the message says what); 403 for a
+    Answers 201 ``{"seq": N}``; 202 ``{"seq": null}`` when the record is queued behind
+    the log's lock (written when it frees); 400 for a bad body (the message says what); 403 for a
     token without that scope or a service's token; 404 when auditing is off on this
     hub; 413 for a body over ``MAX_BODY_BYTES``; 429 with ``Retry-After`` (seconds)
     beyond the user's allowance (:class:`FloodGuard`); 503 when the log could not be
@@ -382,7 +410,7 @@ class AuditAPIHandler(APIHandler):
             raise web.HTTPError(
                 503, f"The hub could not write the audit log; its log names the {event} record"
             )
-        self.set_status(201)
+        self.set_status(202 if done is QUEUED else 201)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"seq": done["seq"]}))
 

@@ -8,7 +8,6 @@ import fcntl
 import os
 import pwd
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,13 +52,11 @@ def numbered(path: Path, n: int) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path, *, shared: bool = False, timeout: float | None = None) -> Iterator[None]:
+def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold ``flock`` on the lock file: exclusive for writers, shared for readers.
 
     Writers create the folder (0700) and the lock file (0600). A reader that may not
     create the lock file (read-only access to the folder) reads without the lock.
-    ``timeout`` (seconds; None waits as long as it takes): raises ``AuditError`` when
-    another process holds the lock longer, and nothing is done.
     """
     lock = lock_path(path)
     fd: int | None = None
@@ -76,29 +73,10 @@ def locked(path: Path, *, shared: bool = False, timeout: float | None = None) ->
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout, lock)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _flock(fd: int, mode: int, timeout: float | None, lock: Path) -> None:
-    if timeout is None:
-        fcntl.flock(fd, mode)
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise AuditError(
-                    f"{lock} has been held by another process for more than {timeout:g} s "
-                    f"(a stuck audit command or collector? fuser -v {lock} names it): "
-                    "nothing was written"
-                ) from None
-            time.sleep(0.02)
 
 
 def _line_count(fd: int, end: int) -> int:
@@ -198,10 +176,8 @@ class AuditLog:
     closes, so :func:`rotate` can rename the file at any time between two appends.
     """
 
-    def __init__(self, path: str | os.PathLike[str], lock_timeout: float | None = None):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        #: seconds :meth:`append` waits for the lock before it raises (None: no limit)
-        self.lock_timeout = lock_timeout
 
     def append(
         self,
@@ -222,15 +198,14 @@ class AuditLog:
         JSON dict; ``now`` an aware datetime (default: the clock, read under the lock).
 
         Raises ``ValueError`` for a bad field (the log is not touched), ``AuditError``
-        when the log's last line is not a valid record (code 1, names the line), the
-        live file is missing next to rotated ones or the lock stayed taken longer than
-        :attr:`lock_timeout`, ``OSError`` when writing fails (a
+        when the log's last line is not a valid record (code 1, names the line) or the
+        live file is missing next to rotated ones, ``OSError`` when writing fails (a
         short write is cut off again, so the log stays whole).
         """
         fields = check_fields(event, identity, user, source, object, details)
         if now is not None:
             utc_text(now)  # refuse a naive time before anything is touched
-        with locked(self.path, timeout=self.lock_timeout):
+        with locked(self.path):
             fd, last = _open_tail(self.path)
             try:
                 record = _next(last, fields, now)
