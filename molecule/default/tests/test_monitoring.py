@@ -179,6 +179,8 @@ def test_disk_figure_is_dfs_own_in_the_check_and_the_alert(host):
         )[0]  # the figure, without its threshold
         for name in watched
     }
+    for name, path in watched.items():  # each rule reads its own filesystem
+        assert figures[name].count(f'mountpoint="{path}"') == 4, (name, figures[name])
     before = {name: df_free_percent(host, path) for name, path in watched.items()}
     time.sleep(20)  # node-exporter's sample is up to one scrape interval (15 s) old
     for name, expr in figures.items():

@@ -228,3 +228,26 @@ def test_run_notebook_records_its_batch(hub, tmp_path, monkeypatch, capsys):
         "output": out.strip(),
     }
     assert Path(out.strip()).is_dir()
+
+
+def test_long_ids_are_cut_to_the_hubs_body_cap_with_the_total():
+    from testbed.batch.audit import MAX_BODY_BYTES
+
+    ids = [f"exp-{i:05d}-" + "x" * 180 for i in range(3000)]  # about 580 kB as JSON
+    body = BatchAudit.body("batch_end", ids, {"ok": 3000})
+    record = json.loads(body)
+    assert MAX_BODY_BYTES - 200 < len(body) <= MAX_BODY_BYTES
+    n = len(record["object"])
+    assert 0 < n < 3000 and record["object"] == ids[:n]
+    assert record["details"] == {"ok": 3000, "experiments_total": 3000}
+    # one id more would not have fitted
+    more = json.dumps({"event": "batch_end", "object": ids[: n + 1], "details": record["details"]})
+    assert len(more.encode()) > MAX_BODY_BYTES
+
+
+def test_the_client_and_the_hub_agree_on_the_caps():
+    from testbed.batch import audit
+    from testbed_hub import auditing
+
+    assert audit.MAX_BODY_BYTES == auditing.MAX_BODY_BYTES
+    assert audit.MAX_EXPERIMENTS == auditing.MAX_EXPERIMENTS

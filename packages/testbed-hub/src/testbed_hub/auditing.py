@@ -97,9 +97,13 @@ class FloodGuard:
 
     :meth:`admit` answers ``(admitted, suppressed, wait_s)``: whether this one may be
     written; when it may, how many were refused since the key's last admission; when
-    not, the seconds until the next one may be. ``clock`` is monotonic seconds. At most
-    ``max_keys`` keys are kept: beyond that the full buckets (keys quiet long enough to
-    have their whole allowance back) are forgotten, which changes no answer.
+    not, the seconds until the next one may be. ``clock`` is monotonic seconds.
+
+    At most ``max_keys`` keys are kept. When a new key would pass that, keys quiet long
+    enough to have their whole allowance back are forgotten, then, if that is not
+    enough, the least recently seen, down to nine tenths of ``max_keys``;
+    ``forgotten(key, refused)`` is called for each forgotten key that still had
+    refusals to report (their count has no next line to ride on).
     """
 
     def __init__(
@@ -108,25 +112,29 @@ class FloodGuard:
         per_minute: float = FLOOD_PER_MINUTE,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 10000,
+        forgotten: Callable[[str, int], None] | None = None,
     ):
-        if burst < 1 or per_minute <= 0:
+        if burst < 1 or per_minute <= 0 or max_keys < 1:
             raise ValueError(
-                f"FloodGuard needs burst >= 1 and per_minute > 0 ({burst}, {per_minute})"
+                f"FloodGuard needs burst >= 1, per_minute > 0 and max_keys >= 1 "
+                f"({burst}, {per_minute}, {max_keys})"
             )
         self.burst = burst
         self.rate = per_minute / 60.0
         self.clock = clock
         self.max_keys = max_keys
+        self.forgotten = forgotten
         # key -> [tokens, time of the last update, refused since the last admission]
         self._buckets: dict[str, list[float]] = {}
 
     def admit(self, key: str) -> tuple[bool, int, float]:
         now = self.clock()
-        bucket = self._buckets.get(key)
+        bucket = self._buckets.pop(key, None)
         if bucket is None:
             if len(self._buckets) >= self.max_keys:
-                self._forget_full(now)
-            bucket = self._buckets[key] = [float(self.burst), now, 0.0]
+                self._forget(now)
+            bucket = [float(self.burst), now, 0.0]
+        self._buckets[key] = bucket  # the dict's order: least recently seen first
         tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
         bucket[1] = now
         if tokens >= 1.0:
@@ -137,10 +145,19 @@ class FloodGuard:
         bucket[2] += 1
         return False, int(bucket[2]), (1.0 - tokens) / self.rate
 
-    def _forget_full(self, now: float) -> None:
-        for key, (tokens, then, refused) in list(self._buckets.items()):
-            if not refused and tokens + (now - then) * self.rate >= self.burst:
-                del self._buckets[key]
+    def _forget(self, now: float) -> None:
+        for key, (tokens, then, _) in list(self._buckets.items()):
+            if tokens + (now - then) * self.rate >= self.burst:
+                self._drop(key)
+        if len(self._buckets) >= self.max_keys:
+            keep = self.max_keys - 1 - self.max_keys // 10
+            for key in list(self._buckets)[: len(self._buckets) - keep]:
+                self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        refused = int(self._buckets.pop(key)[2])
+        if refused and self.forgotten is not None:
+            self.forgotten(key, refused)
 
 
 class HubAudit:
@@ -162,7 +179,7 @@ class HubAudit:
         self.path = path
         self.log = log or logging.getLogger("testbed_hub.auditing")
         self.audit = AuditLog(path) if path else None
-        self.guard = guard or FloodGuard()
+        self.guard = guard or FloodGuard(forgotten=self._forgotten)
         #: seconds a request waits for its record before going on without it
         self.wait_s = WAIT_S
         self.proxies = {ip for ip in map(_ip, proxies) if ip is not None}
@@ -171,6 +188,15 @@ class HubAudit:
     @property
     def enabled(self) -> bool:
         return self.audit is not None
+
+    def _forgotten(self, key: str, refused: int) -> None:
+        self.log.warning(
+            "Audit log %s: %d refused records (%s) were counted, not written, and no "
+            "later line of theirs carries the count: it is here",
+            self.path,
+            refused,
+            key,
+        )
 
     def source_of(self, request) -> str | None:
         """The client's IP address of a tornado request, or None when it has none."""

@@ -48,19 +48,27 @@ async function fetchParameters(settings, path) {
   return response.json();
 }
 
-// Fill the form of `model` (a JobsModel) for `path` with `parameters` while it still
-// shows that notebook and nobody has set parameters: now, and again for WATCH_MS
-// whenever a stale update of the form drops them.
-function fill(model, path, parameters) {
+// Fill the form of `model` (a JobsModel) opened as `key` for `path` with
+// `parameters` while it is still that form and nobody has set parameters: now, and
+// again for WATCH_MS whenever a stale update of the form drops them.
+function fill(model, key, path, parameters) {
   const offered = parameters
     .filter(p => p.value !== null && p.value !== undefined)
     .map(p => ({ name: p.name, value: p.value }));
   if (offered.length === 0) {
     return;
   }
+  // `key`: the form this answer is for. A form opened again later, even on the same
+  // notebook, has a key of its own (jupyter-scheduler's emptyCreateJobModel) and
+  // asks for its own answer.
   const apply = () => {
     const form = model.createJobModel;
-    if (model.jobsView !== CREATE_FORM || !form || form.inputFile !== path) {
+    if (
+      model.jobsView !== CREATE_FORM ||
+      !form ||
+      form.key !== key ||
+      form.inputFile !== path
+    ) {
       return false;
     }
     if (form.parameters === undefined) {
@@ -97,7 +105,8 @@ const plugin = {
       Promise.resolve(args.result)
         .then(async () => {
           const model = jobsModel(app);
-          const path = model && model.createJobModel.inputFile;
+          const form = model && model.createJobModel;
+          const path = form && form.inputFile;
           if (!path || !path.endsWith('.ipynb')) {
             return;
           }
@@ -105,7 +114,7 @@ const plugin = {
           if (answer.problem) {
             console.info('@testbed/job-parameters:', answer.problem);
           }
-          fill(model, path, answer.parameters || []);
+          fill(model, form.key, path, answer.parameters || []);
         })
         .catch(reason => {
           console.warn('@testbed/job-parameters: form not filled:', reason);

@@ -30,6 +30,9 @@ from typing import Any, TextIO
 
 #: Experiment ids sent per record at most (the hub refuses more); the total goes in details.
 MAX_EXPERIMENTS = 5000
+#: The largest body the hub reads (testbed_hub.auditing.MAX_BODY_BYTES): fewer ids are
+#: sent when long ones would pass it, and the total goes in details.
+MAX_BODY_BYTES = 262144
 #: Seconds to wait for the hub per record.
 TIMEOUT = 10.0
 
@@ -74,19 +77,16 @@ class BatchAudit:
         return self.post("batch_end", experiments, details)
 
     def post(self, event: str, experiments: Sequence[str], details: dict[str, Any]) -> bool:
-        """One record; never raises. Over :data:`MAX_EXPERIMENTS` ids, the first ones
-        are sent and ``details["experiments_total"]`` says how many there were."""
+        """One record; never raises. Over :data:`MAX_EXPERIMENTS` ids, or more than
+        :data:`MAX_BODY_BYTES` of them, the first ones are sent and
+        ``details["experiments_total"]`` says how many there were (:meth:`body`)."""
         if not self.enabled:
             return False
         if self.bad_url:  # only the hub's http(s) API, never file: or another scheme
             url, self.url = self.url, ""
             self._warn(f"JUPYTERHUB_API_URL is not an http(s) URL ({url!r})")
             return False
-        ids = list(experiments)
-        if len(ids) > MAX_EXPERIMENTS:
-            details = {**details, "experiments_total": len(ids)}
-            ids = ids[:MAX_EXPERIMENTS]
-        body = json.dumps({"event": event, "object": ids, "details": details}).encode("utf-8")
+        body = self.body(event, list(experiments), details)
         request = urllib.request.Request(  # noqa: S310 - http(s) only: checked above
             self.url,
             data=body,
@@ -110,6 +110,30 @@ class BatchAudit:
         except (OSError, ValueError) as e:  # URLError, timeouts, a bad URL
             self._warn(f"the hub did not record the {event} ({self.url}: {e})")
         return False
+
+    @staticmethod
+    def body(event: str, ids: list[str], details: dict[str, Any]) -> bytes:
+        """The JSON body: the first ids that fit :data:`MAX_EXPERIMENTS` and
+        :data:`MAX_BODY_BYTES`; when some are left out, ``details["experiments_total"]``
+        says how many there were."""
+
+        def encode(n: int) -> bytes:
+            more = {"experiments_total": len(ids)} if n < len(ids) else {}
+            record = {"event": event, "object": ids[:n], "details": {**details, **more}}
+            return json.dumps(record).encode("utf-8")
+
+        n = min(len(ids), MAX_EXPERIMENTS)
+        data = encode(n)
+        if len(data) <= MAX_BODY_BYTES:
+            return data
+        low, high = 0, n  # the most ids that fit: encode(low) fits, encode(high) does not
+        while high - low > 1:
+            mid = (low + high) // 2
+            if len(encode(mid)) <= MAX_BODY_BYTES:
+                low = mid
+            else:
+                high = mid
+        return encode(low)
 
     def _warn(self, text: str) -> None:
         if self.warned:
