@@ -189,6 +189,20 @@ class HubAudit:
     def enabled(self) -> bool:
         return self.audit is not None
 
+    def admit(self, key: str, what: str, then: str) -> tuple[bool, int, float]:
+        """:meth:`FloodGuard.admit` for ``key``; the first refusal in a row is logged
+        (``Audit log <path>: <what> faster than N per minute; <then>``)."""
+        admitted, suppressed, wait = self.guard.admit(key)
+        if not admitted and suppressed == 1:
+            self.log.warning(
+                "Audit log %s: %s faster than %g per minute; %s",
+                self.path,
+                what,
+                self.guard.rate * 60,
+                then,
+            )
+        return admitted, suppressed, wait
+
     def _forgotten(self, key: str, refused: int) -> None:
         self.log.warning(
             "Audit log %s: %d refused records (%s) were counted, not written, and no "
@@ -298,16 +312,12 @@ async def record(handler, event: str, identity: str, **fields: Any) -> dict[str,
         return None
     fields.setdefault("source", audit.source_of(handler.request))
     if event == "login_refused":
-        admitted, suppressed, _ = audit.guard.admit(f"login_refused {fields['source']}")
+        admitted, suppressed, _ = audit.admit(
+            f"login_refused {fields['source']}",
+            f"refused logins from {fields['source']} come",
+            "the next ones are counted, not written one by one",
+        )
         if not admitted:
-            if suppressed == 1:
-                audit.log.warning(
-                    "Audit log %s: refused logins from %s come faster than %g per minute; "
-                    "the next ones are counted, not written one by one",
-                    audit.path,
-                    fields["source"],
-                    audit.guard.rate * 60,
-                )
             return None
         if suppressed:
             fields["details"] = {**(fields.get("details") or {}), "suppressed": suppressed}
@@ -404,16 +414,12 @@ class AuditAPIHandler(APIHandler):
         except ValueError:
             raise web.HTTPError(400, "The body is not JSON") from None
         event, experiments, details = check_body(model)
-        admitted, refused, wait = audit.guard.admit(f"batch {user.name}")
+        admitted, _, wait = audit.admit(
+            f"batch {user.name}",
+            f"batch records of {user.name} come",
+            "refusing them (429) until the allowance refills",
+        )
         if not admitted:
-            if refused == 1:
-                self.log.warning(
-                    "Audit log %s: %s posts batch records faster than %g per minute; "
-                    "refusing them (429) until the allowance refills",
-                    audit.path,
-                    user.name,
-                    audit.guard.rate * 60,
-                )
             # written here, not raised: tornado's send_error clears the headers
             message = (
                 f"More than {audit.guard.burst} batch records in a row from {user.name}: "
