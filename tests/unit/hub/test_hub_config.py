@@ -166,6 +166,14 @@ def test_docker_spawner(settings):
     }
 
 
+def test_concurrent_starts_reach_the_spawner_and_default_to_its_own(settings):
+    assert "concurrent_starts" not in build(settings).TestbedDockerSpawner
+    settings["spawner"]["concurrent_starts"] = 3
+    assert build(settings).TestbedDockerSpawner.concurrent_starts == 3
+    settings["spawner"]["concurrent_starts"] = 0  # no limit
+    assert build(settings).TestbedDockerSpawner.concurrent_starts == 0
+
+
 def test_the_hub_pages_come_from_the_package(settings):
     c = build(settings)
     assert c.JupyterHub.template_paths == [hubconfig.TEMPLATES]
@@ -434,6 +442,18 @@ def test_settings_round_trip_through_json(settings):
             "jupyterhub_spawner.cpu_limit (spawner.cpu_limit) must be a number, got a boolean",
         ),
         (("spawner", "host_gateway_mode"), "magic", "must be one of gateway, auto, host-gateway"),
+        (
+            ("spawner", "concurrent_starts"),
+            -1,
+            "jupyterhub_spawner.concurrent_starts (spawner.concurrent_starts) -1 must be 0 "
+            "(no limit) or a number of servers starting at once",
+        ),
+        (
+            ("spawner", "concurrent_starts"),
+            "2",
+            "jupyterhub_spawner.concurrent_starts (spawner.concurrent_starts) must be an "
+            "integer, got str",
+        ),
         (
             ("spawner", "pids_limit"),
             10,

@@ -40,8 +40,8 @@ BAD = [
     ({"jupyterhub_allow_all": None}, "missing required arguments: jupyterhub_allow_all"),
     (
         {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "pull": "always"}},
-        "jupyterhub_spawner.pull. Supported parameters include: capabilities, cpu_limit, "
-        "http_timeout",
+        "jupyterhub_spawner.pull. Supported parameters include: capabilities, "
+        "concurrent_starts, cpu_limit, http_timeout",
     ),
     ({"jupyterhub_host_gateway_mode": "magic"}, "jupyterhub_host_gateway_mode must be one of"),
     ({"jupyterhub_hub_port": "eighty"}, "jupyterhub_hub_port"),
@@ -118,6 +118,10 @@ BAD = [
     (
         {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "pids_limit": 10}},
         "jupyterhub_spawner.pids_limit (spawner.pids_limit) 10 must be 64 to 1048576",
+    ),
+    (
+        {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "concurrent_starts": -2}},
+        "jupyterhub_spawner.concurrent_starts (spawner.concurrent_starts) -2 must be 0 (no limit)",
     ),
     (
         {"jupyterhub_spawner": {"mem_limit": "2G", "cpu_limit": 1.0, "capabilities": ["ALL"]}},

@@ -113,6 +113,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cpu_limit": (int, float),
         "start_timeout": int,
         "http_timeout": int,
+        "concurrent_starts": int,
         "pids_limit": int,
         "no_new_privileges": bool,
         "capabilities": list,
@@ -141,6 +142,7 @@ _OPTIONAL = {
     ("hub", "metrics_token_file"),
     ("hub", "audit_log"),
     ("spawner", "bridge_interface"),
+    ("spawner", "concurrent_starts"),
     ("auth", "identity_case"),
     ("spawner", "images"),
     ("spawner", "profiles"),
@@ -192,6 +194,7 @@ VARIABLES = {
     "spawner.cpu_limit": "jupyterhub_spawner.cpu_limit",
     "spawner.start_timeout": "jupyterhub_spawner.start_timeout",
     "spawner.http_timeout": "jupyterhub_spawner.http_timeout",
+    "spawner.concurrent_starts": "jupyterhub_spawner.concurrent_starts",
     "spawner.pids_limit": "jupyterhub_spawner.pids_limit",
     "spawner.no_new_privileges": "jupyterhub_spawner.no_new_privileges",
     "spawner.capabilities": "jupyterhub_spawner.capabilities",
@@ -438,6 +441,11 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
     for key in ("start_timeout", "http_timeout"):
         if spawner[key] < 1:
             problems.append(f"{n('spawner', key)} {spawner[key]} must be 1 second or more")
+    if spawner.get("concurrent_starts", 0) < 0:
+        problems.append(
+            f"{n('spawner', 'concurrent_starts')} {spawner['concurrent_starts']} must be 0 "
+            "(no limit) or a number of servers starting at once, e.g. the station's CPU cores"
+        )
     if not 64 <= spawner["pids_limit"] <= 1048576:
         problems.append(
             f"{n('spawner', 'pids_limit')} {spawner['pids_limit']} must be 64 to 1048576 "
@@ -739,6 +747,8 @@ def apply(
     c.JupyterHub.named_server_limit_per_user = named
     c.DockerSpawner.start_timeout = spawner["start_timeout"]
     c.DockerSpawner.http_timeout = spawner["http_timeout"]
+    if "concurrent_starts" in spawner:  # else the spawner's default: the hub's CPU cores
+        c.TestbedDockerSpawner.concurrent_starts = spawner["concurrent_starts"]
     c.DockerSpawner.environment = {
         **container.environment(spawner),
         "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval),

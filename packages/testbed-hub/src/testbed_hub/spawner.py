@@ -41,9 +41,9 @@ from typing import Any
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Dict, Float, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
-from testbed_hub import auditing
+from testbed_hub import auditing, startqueue
 
 
 async def wait_for_port(
@@ -97,6 +97,17 @@ class TestbedDockerSpawner(DockerSpawner):
         config=True,
         help="Seconds between connection attempts to a starting server's port.",
     )
+
+    concurrent_starts = Integer(
+        config=True,
+        help="Servers starting at the same time (from docker create until the port "
+        "answers); more starts wait in line, first come first served, and their spawn "
+        "page says how many are ahead. 0: no limit. Default: the hub machine's CPU cores.",
+    )
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self) -> int:
+        return startqueue.default_slots()
 
     started_image = Unicode(
         "",
@@ -375,6 +386,19 @@ class TestbedDockerSpawner(DockerSpawner):
         if self.profile:
             profile = next((p for p in self.profiles if p["name"] == self.profile), {})
             what += f"; {profile.get('label') or self.profile}"
+        # the slot is held from docker create until the port answers: the part of a
+        # start that takes the station's CPU
+        async with startqueue.shared(self.concurrent_starts).slot(self._waiting):
+            ip, port = await self._start(what)
+        await self._audit("server_start")
+        return ip, port
+
+    def _waiting(self, ahead: int, starting: int) -> None:
+        """A progress step while the start waits for a slot (StartQueue's ``on_wait``)."""
+        place = "next" if ahead == 0 else f"{ahead} ahead of you"
+        self._step(10, f"Waiting to start: {starting} servers are starting, yours is {place}")
+
+    async def _start(self, what: str) -> tuple[str, int]:
         self._step(20, f"Starting your container ({what})")
         ip, port = await super().start()
         # DockerSpawner.remove is on: start() always created the container from self.image
@@ -398,7 +422,6 @@ class TestbedDockerSpawner(DockerSpawner):
         )
         if ready:
             self._step(90, "JupyterLab answers; opening it")
-        await self._audit("server_start")
         return ip, port
 
     async def stop(self, now=False):
