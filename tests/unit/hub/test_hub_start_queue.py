@@ -15,6 +15,12 @@ from testbed_hub.spawner import TestbedDockerSpawner
 from testbed_hub.startqueue import StartQueue
 
 
+@pytest.fixture(autouse=True)
+def fresh_queues(monkeypatch):
+    """Every test with the hub's queues empty (a slot a failed test kept would stall the next)."""
+    monkeypatch.setattr(startqueue, "_QUEUES", {})
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -137,7 +143,6 @@ def test_the_default_is_the_machines_cores(monkeypatch):
 async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(monkeypatch):
     from dockerspawner import DockerSpawner
 
-    monkeypatch.setattr(startqueue, "_QUEUES", {})
     running = 0
     most = 0
     gates: dict[str, asyncio.Event] = {}
@@ -175,7 +180,7 @@ async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(mo
         await _settle()
     assert running == 2
     messages = [e["message"] for e in spawners[3]._progress_events]
-    assert messages == ["Waiting to start: 2 servers are starting, yours is 1 ahead of you"]
+    assert messages == ["Waiting to start: 2 servers are starting, 1 ahead of yours"]
     gates["u0"].set()
     await _settle()
     assert [e["message"] for e in spawners[3]._progress_events][-1] == (
@@ -187,3 +192,122 @@ async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(mo
     assert await asyncio.gather(*tasks) == [("127.0.0.1", 1)] * 4
     assert most == 2
     assert startqueue.shared(2).starting == 0
+
+
+@pytest.mark.asyncio
+async def test_only_the_starts_behind_a_cancelled_one_are_told_they_moved():
+    queue = StartQueue(1)
+    told: dict[str, list[tuple[int, int]]] = {"a": [], "c": []}
+    await queue.acquire()
+    a = asyncio.ensure_future(queue.acquire(lambda *p: told["a"].append(p)))
+    await _settle()
+    b = asyncio.ensure_future(queue.acquire())
+    await _settle()
+    c = asyncio.ensure_future(queue.acquire(lambda *p: told["c"].append(p)))
+    await _settle()
+    b.cancel()
+    await _settle()
+    assert told == {"a": [(0, 1)], "c": [(2, 1), (1, 1)]}
+    a.cancel()
+    c.cancel()
+    await _settle()
+    queue.release()
+    assert queue.starting == 0 and queue.waiting == 0
+
+
+@pytest.mark.asyncio
+async def test_an_error_inside_the_slot_gives_it_back():
+    queue = StartQueue(1)
+    with pytest.raises(RuntimeError):
+        async with queue.slot():
+            raise RuntimeError("docker create failed")
+    assert queue.starting == 0
+    await asyncio.wait_for(queue.acquire(), 1)  # the next start is not held up
+
+
+def _spawner(c: Config, name: str, i: int = 1) -> TestbedDockerSpawner:
+    return TestbedDockerSpawner(config=c, user=SimpleNamespace(name=name, id=i, url=f"/{name}/"))
+
+
+def _config(slots: int) -> Config:
+    c = Config()
+    c.DockerSpawner.image = "testbed-hub/notebook:abc"
+    c.TestbedDockerSpawner.concurrent_starts = slots
+    return c
+
+
+@pytest.mark.asyncio
+async def test_a_failed_or_timed_out_start_gives_its_slot_back(monkeypatch):
+    from dockerspawner import DockerSpawner
+
+    async def fails(self):
+        raise RuntimeError("image not found")
+
+    async def hangs(self):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(DockerSpawner, "start", fails)
+    with pytest.raises(RuntimeError, match="image not found"):
+        await _spawner(_config(1), "u1").start()
+    assert startqueue.shared(1).starting == 0
+    # JupyterHub runs start() under asyncio.wait_for(start_timeout)
+    monkeypatch.setattr(DockerSpawner, "start", hangs)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(_spawner(_config(1), "u2").start(), 0.05)
+    assert startqueue.shared(1).starting == 0 and startqueue.shared(1).waiting == 0
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_does_not_listen_leaves_the_line_after_start_slot_seconds(
+    monkeypatch,
+):
+    """Its slot goes to the next start; it goes on waiting for its port outside the line."""
+    from dockerspawner import DockerSpawner
+
+    async def docker_start(self):
+        return "127.0.0.1", 1
+
+    waits: list[tuple[str, float]] = []
+    listening = asyncio.Event()
+
+    async def port(self, ip, p, timeout):
+        waits.append((self.user.name, timeout))
+        if self.user.name == "slow" and len(waits) == 1:
+            await asyncio.sleep(0.05)  # the hold limit runs out: not listening yet
+            return False
+        if self.user.name == "slow":
+            await listening.wait()
+        return True
+
+    async def no_audit(self, *args):
+        return None
+
+    monkeypatch.setattr(DockerSpawner, "start", docker_start)
+    monkeypatch.setattr(TestbedDockerSpawner, "_port_answers", port)
+    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)
+    c = _config(1)
+    c.TestbedDockerSpawner.start_slot_seconds = 2.0
+    c.DockerSpawner.http_timeout = 30
+    slow = asyncio.ensure_future(_spawner(c, "slow").start())
+    await _settle()
+    nxt = await asyncio.wait_for(_spawner(c, "next", 2).start(), 5)  # not held up
+    assert nxt == ("127.0.0.1", 1)
+    assert not slow.done()
+    listening.set()
+    assert await asyncio.wait_for(slow, 5) == ("127.0.0.1", 1)
+    # inside the line for at most start_slot_seconds, then the rest of http_timeout
+    slow_waits = [t for name, t in waits if name == "slow"]
+    assert [t for name, t in waits if name == "next"] == [2.0]
+    assert slow_waits[0] == 2.0 and 29.0 < slow_waits[1] <= 30.0 and len(slow_waits) == 2
+    assert startqueue.shared(1).starting == 0
+
+
+@pytest.mark.asyncio
+async def test_one_server_starting_is_said_in_the_singular():
+    s = _spawner(_config(1), "u")
+    s._waiting(0, 1)
+    s._waiting(3, 1)
+    assert [e["message"] for e in s._progress_events] == [
+        "Waiting to start: 1 server is starting, yours is next",
+        "Waiting to start: 1 server is starting, 3 ahead of yours",
+    ]

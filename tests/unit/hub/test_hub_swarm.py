@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from docker.errors import APIError
 from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
+from dockerspawner import SwarmSpawner
 from traitlets.config import Config
 
 from testbed_hub import swarm
@@ -337,11 +338,19 @@ async def test_start_makes_the_users_volume_first(monkeypatch):
     seen = []
 
     async def rest_of_start(self):
-        # what follows is TestbedDockerSpawner's and SwarmSpawner's: stand in for it
+        # what follows is SwarmSpawner's (the service): stand in for it
         seen.append(list(fake.calls))
         return ("172.18.0.3", 30001)
 
-    monkeypatch.setattr(TestbedDockerSpawner, "start", rest_of_start)
+    async def answers(self, ip, port, timeout):
+        return True
+
+    async def no_audit(self, *args):
+        return None
+
+    monkeypatch.setattr(SwarmSpawner, "start", rest_of_start)
+    monkeypatch.setattr(TestbedDockerSpawner, "_port_answers", answers)
+    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)
     assert await s.start() == ("172.18.0.3", 30001)
     assert seen == [fake.calls]
     assert fake.calls[-1] == "remove_container"

@@ -105,6 +105,13 @@ class TestbedDockerSpawner(DockerSpawner):
         "page says how many are ahead. 0: no limit. Default: the hub machine's CPU cores.",
     )
 
+    start_slot_seconds = Float(
+        15.0,
+        config=True,
+        help="Longest a start holds its slot: a server whose port does not answer by then "
+        "goes on starting outside the line, and the next start in line gets the slot.",
+    )
+
     @default("concurrent_starts")
     def _default_concurrent_starts(self) -> int:
         return startqueue.default_slots()
@@ -386,32 +393,32 @@ class TestbedDockerSpawner(DockerSpawner):
         if self.profile:
             profile = next((p for p in self.profiles if p["name"] == self.profile), {})
             what += f"; {profile.get('label') or self.profile}"
-        # the slot is held from docker create until the port answers: the part of a
-        # start that takes the station's CPU
-        async with startqueue.shared(self.concurrent_starts).slot(self._waiting):
-            ip, port = await self._start(what)
-        await self._audit("server_start")
-        return ip, port
-
-    def _waiting(self, ahead: int, starting: int) -> None:
-        """A progress step while the start waits for a slot (StartQueue's ``on_wait``)."""
-        place = "next" if ahead == 0 else f"{ahead} ahead of you"
-        self._step(10, f"Waiting to start: {starting} servers are starting, yours is {place}")
-
-    async def _start(self, what: str) -> tuple[str, int]:
-        self._step(20, f"Starting your container ({what})")
-        ip, port = await super().start()
-        # DockerSpawner.remove is on: start() always created the container from self.image
-        self.started_image = self.image
-        self._step(60, "Container running; JupyterLab is loading")
-        t0 = time.monotonic()
-        ready = await wait_for_port(
-            ip,
-            port,
-            timeout=self.http_timeout,
-            interval=self.ready_poll_interval,
-            alive=self._container_running,
-        )
+        # A slot is held from the first Docker call until the port answers (the part of
+        # a start that takes the station's CPU), for at most start_slot_seconds: a server
+        # that never listens must not hold up the users in line behind it.
+        queue = startqueue.shared(self.concurrent_starts)
+        await queue.acquire(self._waiting)
+        held = True
+        try:
+            await self._before_container(image)
+            self._step(20, f"Starting your container ({what})")
+            ip, port = await super().start()
+            # DockerSpawner.remove is on: start() always created the container from self.image
+            self.started_image = self.image
+            self._step(60, "Container running; JupyterLab is loading")
+            t0 = time.monotonic()
+            ready = await self._port_answers(
+                ip, port, min(self.http_timeout, self.start_slot_seconds)
+            )
+            queue.release()
+            held = False
+            if not ready:
+                ready = await self._port_answers(
+                    ip, port, max(0.0, self.http_timeout - (time.monotonic() - t0))
+                )
+        finally:
+            if held:
+                queue.release()
         self.log.info(
             "Server of %s %s on %s:%s after %.2f s",
             self.user.name,
@@ -422,7 +429,27 @@ class TestbedDockerSpawner(DockerSpawner):
         )
         if ready:
             self._step(90, "JupyterLab answers; opening it")
+        await self._audit("server_start")
         return ip, port
+
+    async def _before_container(self, image: str) -> None:
+        """What a start needs before its container, inside the start slot; nothing here
+        (the Swarm spawner makes the user's volume on the station)."""
+
+    async def _port_answers(self, ip: str, port: int, timeout: float) -> bool:
+        return await wait_for_port(
+            ip,
+            port,
+            timeout=timeout,
+            interval=self.ready_poll_interval,
+            alive=self._container_running,
+        )
+
+    def _waiting(self, ahead: int, starting: int) -> None:
+        """A progress step while the start waits for a slot (StartQueue's ``on_wait``)."""
+        servers = "1 server is" if starting == 1 else f"{starting} servers are"
+        place = "yours is next" if ahead == 0 else f"{ahead} ahead of yours"
+        self._step(10, f"Waiting to start: {servers} starting, {place}")
 
     async def stop(self, now=False):
         image = self.started_image or self.image

@@ -267,12 +267,11 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
         self.log.info("Made volume %s for %s on the station from %s", name, self.user.name, image)
         return True
 
-    async def start(self):
+    async def _before_container(self, image: str) -> None:
+        # inside the start slot: the throwaway container runs on the station's CPU
         if self.station_volume_template:
             name = self.format_volume_name(self.station_volume_template, self)
-            image = (self.user_options or {}).get("image") or self.image
             await self.make_station_volume(name, image)
-        return await super().start()
 
     async def _node(self, node_id: str) -> dict[str, Any] | None:
         try:
