@@ -521,9 +521,11 @@ def test_each_step_has_new_users_and_the_station_knows_them_all():
     assert users["browser"] == ["browser-01@testbed.example"]
     assert len(users["burst"]) == 3 and len(users["burst_large"]) == 50
     everyone = users["all"]
-    assert len(everyone) == len(set(everyone)) == 2 + 2 + 1 + 3 + 50
+    assert len(users["burst_unlimited"]) == 3
+    assert not set(users["burst_unlimited"]) & set(users["burst"])
+    assert len(everyone) == len(set(everyone)) == 2 + 2 + 1 + 3 + 3 + 50
     assert bench.ADMIN in everyone
-    for key in ("single", "browser", "burst", "burst_large"):
+    for key in ("single", "browser", "burst", "burst_unlimited", "burst_large"):
         assert set(users[key]) <= set(everyone)
 
 

@@ -586,6 +586,15 @@ def faked_station(monkeypatch, tmp_path):
             "all_ready_s": 4.0,
             "failures": 0,
         },
+        "spawn_burst_unlimited": lambda inst, url, users: {
+            "users": len(users),
+            "runs": runs * len(users),
+            "first_s": 3.0,
+            "p50_s": 4.0,
+            "p95_s": 5.0,
+            "all_ready_s": 6.0,
+            "failures": 0,
+        },
         "spawn_burst_large": lambda inst, url, users: {
             "users": len(users),
             "runs": runs,
@@ -657,6 +666,9 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     assert line.split()[-1] == "FAIL"
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["failed_steps"] == ["spawn_browser"]
+    # the start line's baseline, in the same run, as a reported row
+    (base,) = [ln for ln in out.splitlines() if "(no start line: baseline)" in ln]
+    assert "first 3 s, p50 4 s, last 6 s, failed 0" in base and base.split()[-1] == "-"
     # issue 15's figures: in the JSON and in the table, each beside its target
     assert saved["m2e_notebook"]["worst_error_ms"] == 0.5 and saved["nist_seed"]["cold"]
     seed = next(ln for ln in out.splitlines() if ln.startswith("seeding the demo data"))
@@ -752,3 +764,111 @@ def test_a_failed_baseline_is_reported_and_the_mitogen_rerun_still_runs(tmp_path
     assert row.result == "PASS"
     assert baseline.value == "not measured (site.yml exited 2: see rerun-linear.log)"
     assert baseline.result == "FAIL"
+
+
+# -- the start line's baseline in the same run -------------------------------------------
+
+
+def test_the_baseline_burst_runs_without_the_start_line_and_restores_it_even_if_it_fails():
+    calls: list[str] = []
+
+    def stop():
+        calls.append("stop")
+        return {"stopped": 21, "seconds": 3.0}
+
+    def switch(value):
+        calls.append(f"switch {value}")
+
+    def burst(base_url, users):
+        calls.append(f"burst {len(users)}")
+        return {
+            "users": len(users),
+            "runs": [],
+            "first_s": 8.3,
+            "p50_s": 21.6,
+            "all_ready_s": 25.9,
+            "failures": 0,
+        }
+
+    got = bench.spawn_burst_unlimited(
+        None, "https://h", ["u"] * 20, stop=stop, switch=switch, burst=burst
+    )
+    assert calls == ["stop", "switch 0", "burst 20", "switch restore"]
+    assert got["stopped_before"] == {"stopped": 21, "seconds": 3.0}
+    (row,) = bench.rows({"spawn_burst_unlimited": got})
+    assert row.figure.endswith("(no start line: baseline) (20 users)")
+    assert row.value == "first 8.3 s, p50 21.6 s, last 25.9 s, failed 0"
+    assert (row.target, row.met) == ("report", None)
+
+    def broken(base_url, users):
+        calls.append("burst")
+        raise RuntimeError("the hub went away")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="went away"):
+        bench.spawn_burst_unlimited(
+            None, "https://h", ["u"], stop=stop, switch=switch, burst=broken
+        )
+    assert calls == ["stop", "switch 0", "burst", "switch restore"]
+
+
+def test_the_start_line_switch_edits_the_settings_and_puts_them_back_byte_for_byte(tmp_path):
+    """The station's script for real, with systemctl faked and a hub health check served
+    here: ``0`` writes concurrent_starts 0 and keeps the original; ``restore`` moves the
+    original back unchanged; both restart the hub and wait for its health check."""
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server interface
+            self.send_response(200 if self.path == "/jupyter/hub/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = tmp_path / "settings.json"
+    port = server.server_address[1]
+    original = (
+        f'{{"hub": {{"base_url": "/jupyter/"}}, "proxy": {{"public_port": {port}}},\n'
+        ' "spawner": {"concurrent_starts": 2, "image": "x"}}\n'
+    )
+    settings.write_text(original)
+    settings.chmod(0o600)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    restarts = tmp_path / "restarts"
+    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {restarts}\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    env = {
+        "PATH": f"{fake_bin}:/usr/bin:/bin",
+        "SETTINGS": str(settings),
+        "KEEP": str(tmp_path / "keep.json"),
+    }
+
+    def run(value):
+        return subprocess.run(
+            ["sh", "-c", f"set -- {value}\n{bench.START_LINE_SWITCH}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        r = run("0")
+        assert r.returncode == 0, r.stderr
+        edited = json.loads(settings.read_text())
+        assert edited["spawner"] == {"concurrent_starts": 0, "image": "x"}
+        assert settings.stat().st_mode & 0o777 == 0o600
+        r = run("0")  # twice: the kept original is still the station's own
+        assert r.returncode == 0, r.stderr
+        r = run("restore")
+        assert r.returncode == 0, r.stderr
+        assert settings.read_text() == original
+        assert not (tmp_path / "keep.json").exists()
+        assert restarts.read_text().splitlines() == ["restart jupyterhub"] * 3
+    finally:
+        server.shutdown()

@@ -642,6 +642,79 @@ def spawn_burst_large(
     return res
 
 
+# -- the start line's baseline: every start at once ---------------------------------------
+#: Run in the station with ``set -- <value>`` before it: ``0`` restarts the hub with no
+#: start line (``spawner.concurrent_starts`` 0, the behaviour before it), ``restore``
+#: puts the station's own settings file back, byte for byte, and restarts the hub; both
+#: wait until the hub answers its health check through the proxy. ``SETTINGS`` and
+#: ``KEEP`` are the files (the unit tests point them elsewhere).
+START_LINE_SWITCH = r"""
+set -e
+s=${SETTINGS:-/etc/jupyterhub/settings.json}
+keep=${KEEP:-/root/settings.json.bench-start-line}
+if [ "$1" = restore ]; then
+  [ ! -f "$keep" ] || mv -f "$keep" "$s"
+else
+  [ -f "$keep" ] || cp -p "$s" "$keep"
+  python3 - "$s" "$1" <<'EOF'
+import json, sys
+path, slots = sys.argv[1], int(sys.argv[2])
+with open(path) as f:
+    settings = json.load(f)
+settings["spawner"]["concurrent_starts"] = slots
+with open(path, "w") as f:
+    json.dump(settings, f, indent=2)
+EOF
+fi
+systemctl restart jupyterhub
+python3 - "$s" <<'EOF'
+import json, sys, time, urllib.request
+with open(sys.argv[1]) as f:
+    settings = json.load(f)
+url = "http://127.0.0.1:%s%shub/health" % (
+    settings["proxy"]["public_port"], settings["hub"]["base_url"])
+for _ in range(120):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(f"the hub did not answer {url} within 60 s after its restart")
+EOF
+"""
+
+
+def switch_start_line(inst: Instance, value: str) -> None:
+    """``value`` ``"0"``: the hub restarted without a start line; ``"restore"``: with the
+    station's own settings again (:data:`START_LINE_SWITCH`)."""
+    inst.run(f"set -- {shlex.quote(value)}\n{START_LINE_SWITCH}")
+
+
+def spawn_burst_unlimited(
+    inst: Instance,
+    base_url: str,
+    users: list[str],
+    *,
+    stop: Callable[[], dict[str, Any]] | None = None,
+    switch: Callable[[str], None] | None = None,
+    burst: Callable[[str, list[str]], dict[str, Any]] = spawn_burst,
+) -> dict[str, Any]:
+    """The baseline of the start line, in the same run: every server stopped, the hub
+    restarted with every start at once (``concurrent_starts`` 0), a burst of new users,
+    then the station's own settings back (also when the burst fails)."""
+    stopped = (stop or (lambda: stop_servers(base_url)))()
+    switch = switch or (lambda value: switch_start_line(inst, value))
+    switch("0")
+    try:
+        res = burst(base_url, users)
+    finally:
+        switch("restore")
+    res["stopped_before"] = stopped
+    return res
+
+
 # -- in Chromium -----------------------------------------------------------------------
 def browser_login(browser: Any, base_url: str, user: str, timeout: float = 120.0) -> dict:
     """One new user in a fresh browser profile: login form submitted -> JupyterLab
@@ -1160,6 +1233,16 @@ def _spawn_burst(bu: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _spawn_burst_unlimited(bu: dict[str, Any]) -> list[Row]:
+    return [
+        Row(
+            f"{FIGURES['spawn_burst_unlimited'][0][0]} ({bu['users']} users)",
+            f"first {_s(bu['first_s'])}, p50 {_s(bu['p50_s'])}, last {_s(bu['all_ready_s'])}, "
+            f"failed {bu['failures']}",
+        )
+    ]
+
+
 def _spawn_burst_large(bl: dict[str, Any]) -> list[Row]:
     n = bl["users"]
     out = [
@@ -1318,6 +1401,9 @@ FIGURES: dict[str, list[tuple[str, list[str]]]] = {
             ["burst_first_s", "burst_p50_s", "burst_last_s"],
         ),
     ],
+    "spawn_burst_unlimited": [
+        ("the same burst with every start at once (no start line: baseline)", []),
+    ],
     "spawn_burst_large": [
         ("burst: new users at once, last ready", ["burst_large_last_s"]),
         ("hub CPU during the burst", []),
@@ -1355,6 +1441,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "server_memory": _server_memory,
     "spawn_browser": _spawn_browser,
     "spawn_burst": _spawn_burst,
+    "spawn_burst_unlimited": _spawn_burst_unlimited,
     "spawn_burst_large": _spawn_burst_large,
     "auth": _auth,
     "batch": _batch,
@@ -1416,6 +1503,7 @@ def plot(res: dict[str, Any], path: Path) -> Path | None:
         "spawn_single": lambda d: f"one at a time (n={len(d['runs'])})",
         "spawn_browser": lambda d: f"one at a time, Chromium rendered (n={len(d['runs'])})",
         "spawn_burst": lambda d: f"burst of {d['users']} at once",
+        "spawn_burst_unlimited": lambda d: f"burst of {d['users']}, no start line (baseline)",
         "spawn_burst_large": lambda d: f"burst of {d['users']} at once",
     }
     series = [
@@ -1522,6 +1610,7 @@ def bench_users(args: argparse.Namespace) -> dict[str, list[str]]:
         "single": ("bench", args.samples),
         "browser": ("browser", args.browser_samples),
         "burst": ("burst", args.burst),
+        "burst_unlimited": ("free", args.burst),
         "burst_large": ("large", args.burst_large),
     }
     users = {
@@ -1575,6 +1664,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     step("rerun", "idempotent re-run: site.yml", lambda: rerun(inventory, out_dir))
     used = ["image", "spawn_single", "server_memory", "spawn_browser", "spawn_burst"]
+    used += ["spawn_burst_unlimited"]
     used += ["spawn_burst_large", "auth", "batch", "scrape", "nist_seed", "m2e_eval"]
     used += ["m2e_notebook"]
     if "fresh_converge" in failed:
@@ -1603,6 +1693,11 @@ def main(argv: list[str] | None = None) -> int:
             "spawn_burst",
             f"spawn latency, burst of {args.burst} users",
             lambda: spawn_burst(base_url, users["burst"]),
+        )
+        step(
+            "spawn_burst_unlimited",
+            f"every server stopped, the hub without its start line, a burst of {args.burst}",
+            lambda: spawn_burst_unlimited(inst, base_url, users["burst_unlimited"]),
         )
         step(
             "spawn_burst_large",
