@@ -170,3 +170,19 @@ def client(hub):
 @pytest.fixture
 def make_client():
     return HubClient
+
+
+@pytest.fixture
+def quick_start(monkeypatch):
+    """``TestbedDockerSpawner.start`` around a stand-in container: no audit record, and a
+    port that answers at once (a test may patch ``_port_answers`` again after this)."""
+    from testbed_hub.spawner import TestbedDockerSpawner
+
+    async def answers(self, ip, port, timeout):
+        return True
+
+    async def no_audit(self, *args):
+        return None
+
+    monkeypatch.setattr(TestbedDockerSpawner, "_port_answers", answers)
+    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)

@@ -140,7 +140,9 @@ def test_the_default_is_the_machines_cores(monkeypatch):
 
 
 @pytest.mark.asyncio
-async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(monkeypatch):
+async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(
+    monkeypatch, quick_start
+):
     from dockerspawner import DockerSpawner
 
     running = 0
@@ -155,15 +157,7 @@ async def test_the_spawners_of_a_hub_start_in_turn_and_the_spawn_page_says_so(mo
         running -= 1
         return "127.0.0.1", 1
 
-    async def port_answers(*args, **kwargs):
-        return True
-
-    async def no_audit(self, *args):
-        return None
-
     monkeypatch.setattr(DockerSpawner, "start", docker_start)
-    monkeypatch.setattr("testbed_hub.spawner.wait_for_port", port_answers)
-    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)
     c = Config()
     c.DockerSpawner.image = "testbed-hub/notebook:abc"
     c.TestbedDockerSpawner.concurrent_starts = 2
@@ -259,7 +253,7 @@ async def test_a_failed_or_timed_out_start_gives_its_slot_back(monkeypatch):
 
 @pytest.mark.asyncio
 async def test_a_server_that_does_not_listen_leaves_the_line_after_start_slot_seconds(
-    monkeypatch,
+    monkeypatch, quick_start
 ):
     """Its slot goes to the next start; it goes on waiting for its port outside the line."""
     from dockerspawner import DockerSpawner
@@ -279,12 +273,8 @@ async def test_a_server_that_does_not_listen_leaves_the_line_after_start_slot_se
             await listening.wait()
         return True
 
-    async def no_audit(self, *args):
-        return None
-
     monkeypatch.setattr(DockerSpawner, "start", docker_start)
     monkeypatch.setattr(TestbedDockerSpawner, "_port_answers", port)
-    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)
     c = _config(1)
     c.TestbedDockerSpawner.start_slot_seconds = 2.0
     c.DockerSpawner.http_timeout = 30

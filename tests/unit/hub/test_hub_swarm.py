@@ -15,7 +15,6 @@ from traitlets.config import Config
 
 from testbed_hub import swarm
 from testbed_hub.container import Mount
-from testbed_hub.spawner import TestbedDockerSpawner
 
 
 def node(state="ready", addr="172.18.0.3", host="w1"):
@@ -331,7 +330,7 @@ async def test_a_failed_volume_container_is_removed_and_named():
 
 
 @pytest.mark.asyncio
-async def test_start_makes_the_users_volume_first(monkeypatch):
+async def test_start_makes_the_users_volume_first(monkeypatch, quick_start):
     fake = FakeStation()
     s = swarm_spawner(fake, station_volume_template="jupyterhub-user-{username}")
     s.notebook_dir = "/home/jovyan/nist"
@@ -342,15 +341,7 @@ async def test_start_makes_the_users_volume_first(monkeypatch):
         seen.append(list(fake.calls))
         return ("172.18.0.3", 30001)
 
-    async def answers(self, ip, port, timeout):
-        return True
-
-    async def no_audit(self, *args):
-        return None
-
     monkeypatch.setattr(SwarmSpawner, "start", rest_of_start)
-    monkeypatch.setattr(TestbedDockerSpawner, "_port_answers", answers)
-    monkeypatch.setattr(TestbedDockerSpawner, "_audit", no_audit)
     assert await s.start() == ("172.18.0.3", 30001)
     assert seen == [fake.calls]
     assert fake.calls[-1] == "remove_container"

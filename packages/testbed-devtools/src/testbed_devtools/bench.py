@@ -1217,12 +1217,19 @@ def _spawn_browser(br: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _ready(bu: dict[str, Any]) -> str:
+    """A burst's first / p50 / last ready and its failures, as the table shows them."""
+    return (
+        f"first {_s(bu['first_s'])}, p50 {_s(bu['p50_s'])}, last {_s(bu['all_ready_s'])}, "
+        f"failed {bu['failures']}"
+    )
+
+
 def _spawn_burst(bu: dict[str, Any]) -> list[Row]:
     return [
         judge_all(
             f"burst: {bu['users']} new users at once, first / p50 / last ready",
-            f"first {_s(bu['first_s'])}, p50 {_s(bu['p50_s'])}, last {_s(bu['all_ready_s'])}, "
-            f"failed {bu['failures']}",
+            _ready(bu),
             {
                 "burst_first_s": bu["first_s"],
                 "burst_p50_s": bu["p50_s"],
@@ -1234,13 +1241,7 @@ def _spawn_burst(bu: dict[str, Any]) -> list[Row]:
 
 
 def _spawn_burst_unlimited(bu: dict[str, Any]) -> list[Row]:
-    return [
-        Row(
-            f"{FIGURES['spawn_burst_unlimited'][0][0]} ({bu['users']} users)",
-            f"first {_s(bu['first_s'])}, p50 {_s(bu['p50_s'])}, last {_s(bu['all_ready_s'])}, "
-            f"failed {bu['failures']}",
-        )
-    ]
+    return [Row(f"{FIGURES['spawn_burst_unlimited'][0][0]} ({bu['users']} users)", _ready(bu))]
 
 
 def _spawn_burst_large(bl: dict[str, Any]) -> list[Row]:
