@@ -14,8 +14,9 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 # Scenarios run by `make molecule`, in this order (each one: create, prepare,
 # converge, idempotence, verify, destroy). notebook_image comes early: it builds
-# the notebook image and saves it in .cache/notebook-images, the later scenarios
-# load it. Override: make molecule SCENARIOS=testbed_sim
+# the notebook image and saves it in the host's cache by content hash
+# ($TESTBED_CACHE_DIR, default /var/cache/testbed-hub: shared by every checkout),
+# the later scenarios, runs and clones load it. Override: make molecule SCENARIOS=testbed_sim
 # SCENARIOS_LATER: written, not yet run once; left out until they have passed
 # (make molecule SCENARIOS=<name> runs one).
 SCENARIOS_FIRST := notebook_image
@@ -114,5 +115,5 @@ bench: venv images ## converge a disposable base station and print the figures (
 demo-clean: venv ## remove the demo base station and its volumes
 	ansible-playbook -i inventory/demo playbooks/demo-clean.yml
 
-clean: ## remove the virtualenv, caches and artifacts (not Docker images)
+clean: ## remove the virtualenv, caches and artifacts (not Docker images, not the host cache: rm -rf /var/cache/testbed-hub)
 	rm -rf $(VENV) $(NIST_VENV) .cache $(ARTIFACTS) .pytest_cache .ruff_cache

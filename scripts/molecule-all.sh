@@ -6,7 +6,11 @@ set -uo pipefail
 # past it the scenario fails by name and the next one runs.
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-2700}
 cd "$(dirname "$0")/.."
-mkdir -p artifacts/molecule artifacts/junit .cache/notebook-images .cache/nist
+# Images and measurements cached by content hash, shared by every checkout on this
+# host (a fresh clone does not build the notebook image again when no input changed):
+# TESTBED_CACHE_DIR, the same default as .config/molecule/config.yml.
+cache=${TESTBED_CACHE_DIR:-/var/cache/testbed-hub}
+mkdir -p artifacts/molecule artifacts/junit "$cache/notebook-images" "$cache/nist"
 failed=()
 for s in "$@"; do
   start=$(date +%s)
