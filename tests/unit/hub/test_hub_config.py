@@ -581,7 +581,7 @@ def test_missing_section_and_key_are_all_reported(settings):
     with pytest.raises(SettingsError) as err:
         validate(settings)
     assert err.value.problems == [
-        "unknown section 'extra': allowed are hub, proxy, auth, spawner, culler",
+        "unknown section 'extra': allowed are hub, proxy, auth, spawner, culler, swarm",
         "jupyterhub_notebook_image (spawner.image) is missing",
         "section 'culler' is missing or not an object",
     ]
@@ -679,3 +679,85 @@ def test_bad_audit_log_names_the_variable(settings, value, message):
         apply(c, settings, probe=FakeProbe(), read_secret=secrets_reader)
     assert message in str(err.value)
     assert c == Config()
+
+
+# -- scale-out: servers as Swarm services (README: Scaling out) -----------------------
+
+
+SWARM = {
+    "enabled": True,
+    "station_ip": "10.20.0.2",
+    "network": "jupyterhub-swarm",
+    "placement": "workers",
+    "share_dir": "/srv/station",
+}
+
+
+def test_no_swarm_section_or_a_disabled_one_is_the_single_station(settings):
+    alone = build(settings)
+    off = build({**settings, "swarm": {**SWARM, "enabled": False}})
+    for c in (alone, off):
+        assert c.JupyterHub.spawner_class == "testbed_hub.spawner.TestbedDockerSpawner"
+        assert c.JupyterHub.hub_connect_url == "http://172.30.0.1:8081"
+        assert "TestbedSwarmSpawner" not in c
+
+
+def test_swarm_servers_reach_the_hub_and_database_at_the_station(settings):
+    settings["spawner"]["capabilities"] = ["NET_BIND_SERVICE"]
+    c = build({**settings, "swarm": SWARM})
+    assert c.JupyterHub.spawner_class == "testbed_hub.swarm.TestbedSwarmSpawner"
+    # the hub API where the workers reach the station; still on the bridge's gateway
+    assert c.JupyterHub.hub_connect_url == "http://10.20.0.2:8081"
+    assert c.TestbedHub.extra_hub_bind_urls == ["http://172.30.0.1:8081", "http://10.20.0.2:8081"]
+    s = c.TestbedSwarmSpawner
+    assert s.network_name == "jupyterhub-swarm"
+    assert s.placement == "workers"
+    assert s.station_volume_template == "jupyterhub-user-{username}"
+    assert s.pids_limit == 512
+    nb = "/home/jovyan/nist"
+    assert s.volumes == {
+        "/srv/station/volumes/jupyterhub-user-{username}/_data": nb,
+        "/srv/station/volumes/jupyterhub-shared/_data": f"{nb}/share",
+        "/srv/station/media": {"bind": f"{nb}/media", "mode": "ro"},
+    }
+    assert s.extra_container_spec == {
+        "hosts": {"host.docker.internal": "10.20.0.2"},
+        "cap_drop": ["ALL"],
+        "cap_add": ["NET_BIND_SERVICE"],
+        "command": ["setpriv", "--no-new-privs", "tini", "-g", "--"],
+    }
+    # the rest is the station's: image, limits, environment, choices
+    assert c.DockerSpawner.image == "testbed-hub/notebook:abc123"
+    assert c.DockerSpawner.mem_limit == "2G"
+    env = c.DockerSpawner.environment
+    assert env["TESTBED_MONGO_URI"] == "mongodb://host.docker.internal:27017/"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"station_ip": "station.lan"},
+            'jupyterhub_swarm_station_address (swarm.station_ip) "station.lan" must be the '
+            "station's IP address",
+        ),
+        ({"station_ip": "0.0.0.0"}, "must be the station's IP address"),
+        (
+            {"placement": "manager"},
+            'jupyterhub_swarm_placement (swarm.placement) "manager" must be one of any, workers',
+        ),
+        ({"network": "my net"}, 'jupyterhub_swarm_network (swarm.network) "my net" is not'),
+        ({"share_dir": "srv/station"}, "jupyterhub_swarm_share_dir (swarm.share_dir)"),
+        ({"share_dir": "/"}, "must be an absolute folder below /"),
+        ({"enabled": "yes"}, "jupyterhub_swarm_enabled (swarm.enabled) must be true/false"),
+        ({"nodes": 3}, "unknown option swarm.nodes"),
+    ],
+)
+def test_bad_swarm_settings_are_named(settings, change, message):
+    with pytest.raises(SettingsError) as err:
+        validate({**settings, "swarm": {**SWARM, **change}})
+    assert message in str(err.value)
+
+
+def test_a_disabled_swarm_section_is_not_checked_further(settings):
+    validate({**settings, "swarm": {**SWARM, "enabled": False, "placement": "anywhere"}})

@@ -44,6 +44,20 @@ BAD = [
         "concurrent_starts, cpu_limit, http_timeout",
     ),
     ({"jupyterhub_host_gateway_mode": "magic"}, "jupyterhub_host_gateway_mode must be one of"),
+    # scale-out: the station's address is required, and checked by the hub's validator
+    (
+        {"jupyterhub_swarm_enabled": True},
+        'jupyterhub_swarm_station_address (swarm.station_ip) "" must be the station\'s IP address',
+    ),
+    (
+        {
+            "jupyterhub_swarm_enabled": True,
+            "jupyterhub_swarm_station_address": "10.0.0.2",
+            "jupyterhub_swarm_share_dir": "station",
+        },
+        'jupyterhub_swarm_share_dir (swarm.share_dir) "station" must be an absolute folder',
+    ),
+    ({"jupyterhub_swarm_placement": "manager"}, "jupyterhub_swarm_placement must be one of"),
     ({"jupyterhub_hub_port": "eighty"}, "jupyterhub_hub_port"),
     ({"jupyterhub_identity_case": "lower"}, "jupyterhub_identity_case must be one of"),
     ({"jupyterhub_identity_merge": "perhaps"}, "jupyterhub_identity_merge"),

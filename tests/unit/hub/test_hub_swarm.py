@@ -5,11 +5,13 @@ worker)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from docker.errors import APIError
-from docker.types import ContainerSpec, EndpointSpec, Placement, TaskTemplate
+from docker.types import ContainerSpec, EndpointSpec, Placement, Resources, TaskTemplate
 from dockerspawner import SwarmSpawner
 from traitlets.config import Config
 
@@ -346,3 +348,104 @@ async def test_start_makes_the_users_volume_first(monkeypatch, quick_start):
     assert seen == [fake.calls]
     assert fake.calls[-1] == "remove_container"
     assert "jupyterhub-user-alice" in fake.created["host_config"]["Binds"]
+
+
+# -- confinement and the start line on a swarm ------------------------------------------
+
+
+def test_services_carry_the_stations_confinement_and_database_host():
+    spawner = {"host_gateway_name": "host.docker.internal", "capabilities": ["CHOWN"]}
+    spec = swarm.service_container_spec({**spawner, "no_new_privileges": True}, "10.0.0.2")
+    assert spec == {
+        "hosts": {"host.docker.internal": "10.0.0.2"},
+        "cap_drop": ["ALL"],
+        "cap_add": ["CHOWN"],
+        "command": ["setpriv", "--no-new-privs", "tini", "-g", "--"],
+    }
+    # docker-py turns it into the API's ContainerSpec (what create_service sends)
+    made = ContainerSpec(image=IMAGE, **spec)
+    assert made["Hosts"] == ["10.0.0.2 host.docker.internal"]
+    assert made["CapabilityDrop"] == ["ALL"] and made["CapabilityAdd"] == ["CHOWN"]
+    assert made["Command"] == ["setpriv", "--no-new-privs", "tini", "-g", "--"]
+    # without no_new_privileges the image's own entrypoint stands
+    plain = swarm.service_container_spec({**spawner, "no_new_privileges": False}, "10.0.0.2")
+    assert "command" not in plain
+    with pytest.raises(ValueError, match="jupyterhub_swarm_station_address 'station' is not"):
+        swarm.service_container_spec({**spawner, "no_new_privileges": True}, "station")
+
+
+def test_the_entrypoint_after_setpriv_is_the_images_own():
+    dockerfile = (
+        Path(__file__).parents[3]
+        / "roles/notebook_image/templates/var/lib/testbed-hub/notebook-image/Dockerfile.j2"
+    ).read_text()
+    (line,) = [x for x in dockerfile.splitlines() if x.startswith("ENTRYPOINT ")]
+    assert tuple(json.loads(line.removeprefix("ENTRYPOINT "))) == swarm.IMAGE_ENTRYPOINT
+
+
+def a_node(role, cpus, state="ready", availability="active"):
+    return {
+        "Spec": {"Role": role, "Availability": availability},
+        "Status": {"State": state},
+        "Description": {"Resources": {"NanoCPUs": cpus * 1_000_000_000}},
+    }
+
+
+def test_cluster_slots_count_the_cores_servers_may_use():
+    nodes = [
+        a_node("manager", 2),
+        a_node("worker", 4),
+        a_node("worker", 8, state="down"),
+        a_node("worker", 16, availability="drain"),
+        a_node("worker", 2),
+    ]
+    assert swarm.cluster_slots(nodes, "workers") == 6
+    assert swarm.cluster_slots(nodes, "any") == 8
+    assert swarm.cluster_slots([a_node("manager", 2)], "workers") == 1  # never 0: no limit
+    with pytest.raises(ValueError, match="placement must be one of"):
+        swarm.cluster_slots(nodes, "edge")
+
+
+def test_the_start_line_defaults_to_the_swarms_cores(monkeypatch):
+    s = swarm_spawner(FakeSwarm(None, None))
+    monkeypatch.setattr(
+        type(s),
+        "client",
+        property(lambda self: SimpleNamespace(nodes=lambda: [a_node("worker", 3)])),
+    )
+    assert s.concurrent_starts == 3
+    failing = swarm_spawner(FakeSwarm(None, None))
+
+    def refuse():
+        raise APIError("not a manager")
+
+    monkeypatch.setattr(type(s), "client", property(lambda self: SimpleNamespace(nodes=refuse)))
+    monkeypatch.setattr(swarm.startqueue, "default_slots", lambda: 5)
+    assert failing.concurrent_starts == 5
+    assert swarm_spawner(FakeSwarm(None, None), concurrent_starts=0).concurrent_starts == 0
+
+
+@pytest.mark.asyncio
+async def test_a_new_service_gets_the_process_limit(monkeypatch):
+    sent = {}
+
+    async def docker(self, method, *args, **kwargs):
+        sent[method] = kwargs
+        return {"ID": "svc1"}
+
+    monkeypatch.setattr(swarm.SwarmSpawner, "docker", docker)
+    s = swarm.TestbedSwarmSpawner(
+        config=Config(), user=SimpleNamespace(name="alice", id=1, url="/u/")
+    )
+    s.pids_limit = 512
+    template = TaskTemplate(ContainerSpec(image=IMAGE), resources=Resources(mem_limit=2**31))
+    await s.docker("create_service", task_template=template, name="jupyter-alice")
+    assert sent["create_service"]["task_template"]["Resources"] == {
+        "Limits": {"MemoryBytes": 2**31, "Pids": 512}
+    }
+    await s.docker("inspect_service", "svc1")  # other calls pass unchanged
+    assert sent["inspect_service"] == {}
+    s.pids_limit = 0
+    bare = TaskTemplate(ContainerSpec(image=IMAGE))
+    await s.docker("create_service", task_template=bare, name="jupyter-bob")
+    assert "Resources" not in sent["create_service"]["task_template"]

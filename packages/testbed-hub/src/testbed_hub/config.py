@@ -131,7 +131,17 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "every": int,
         "python": str,
     },
+    # Optional: absent (or enabled false) is the single station of today.
+    "swarm": {
+        "enabled": bool,
+        "station_ip": str,
+        "network": str,
+        "placement": str,
+        "share_dir": str,
+    },
 }
+#: Sections a settings file may leave out.
+_OPTIONAL_SECTIONS = {"swarm"}
 _OPTIONAL = {
     ("hub", "db_url"),
     ("hub", "activity_interval"),
@@ -208,6 +218,11 @@ VARIABLES = {
     "culler.timeout": "jupyterhub_culler_timeout",
     "culler.every": "jupyterhub_culler_every",
     "culler.python": "jupyterhub_venv_dir",
+    "swarm.enabled": "jupyterhub_swarm_enabled",
+    "swarm.station_ip": "jupyterhub_swarm_station_address",
+    "swarm.network": "jupyterhub_swarm_network",
+    "swarm.placement": "jupyterhub_swarm_placement",
+    "swarm.share_dir": "jupyterhub_swarm_share_dir",
 }
 
 
@@ -248,6 +263,8 @@ def _check_types(settings: Mapping[str, Any]) -> list[str]:
         problems.append(f"unknown section {extra!r}: allowed are {', '.join(_SECTIONS)}")
     for section, keys in _SECTIONS.items():
         data = settings.get(section)
+        if data is None and section in _OPTIONAL_SECTIONS:
+            continue
         if not isinstance(data, Mapping):
             problems.append(f"section {section!r} is missing or not an object")
             continue
@@ -285,7 +302,7 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
     if problems:
         raise SettingsError(problems)
 
-    hub, proxy, auth, spawner, culler = (settings[s] for s in _SECTIONS)
+    hub, proxy, auth, spawner, culler = (settings[s] for s in _SECTIONS if s != "swarm")
     n = _name
     if not BASE_URL_RE.match(hub["base_url"]):
         problems.append(
@@ -486,8 +503,41 @@ def validate(settings: Mapping[str, Any]) -> None:  # noqa: C901 - one flat chec
             "activity up to an interval late, and the culler would stop servers that are "
             "still working"
         )
+    problems += _check_swarm(settings.get("swarm"))
     if problems:
         raise SettingsError(problems)
+
+
+def _check_swarm(swarm: Mapping[str, Any] | None) -> list[str]:
+    """The ``swarm`` section (README: Scaling out), when servers run as Swarm services."""
+    if not swarm or not swarm["enabled"]:
+        return []
+    from testbed_hub.swarm import PLACEMENTS
+
+    problems: list[str] = []
+    n = _name
+    if not _is_ip(swarm["station_ip"]) or swarm["station_ip"] in ("0.0.0.0", "::"):  # noqa: S104
+        problems.append(
+            f"{n('swarm', 'station_ip')} {_q(swarm['station_ip'])} must be the station's IP "
+            "address on the network its workers reach it by (the swarm's advertise address)"
+        )
+    if swarm["network"] and not DOCKER_NAME_RE.match(swarm["network"]):
+        problems.append(
+            f"{n('swarm', 'network')} {_q(swarm['network'])} is not a valid Docker name "
+            "(letters, digits, '_', '.', '-'), or '' for no overlay network"
+        )
+    if swarm["placement"] not in PLACEMENTS:
+        problems.append(
+            f"{n('swarm', 'placement')} {_q(swarm['placement'])} must be one of "
+            f"{', '.join(sorted(PLACEMENTS))} (workers only, or the station too)"
+        )
+    share = swarm["share_dir"]
+    if not os.path.isabs(share) or share.rstrip("/") == "":
+        problems.append(
+            f"{n('swarm', 'share_dir')} {_q(share)} must be an absolute folder below / "
+            "(where each worker mounts the station's share: station_share_mount_dir)"
+        )
+    return problems
 
 
 #: Docker's size suffixes (DockerSpawner's ByteSpecification reads the same ones).
@@ -620,6 +670,31 @@ def _check_choices(spawner: Mapping[str, Any]) -> list[str]:  # noqa: C901 - one
     return problems
 
 
+def apply_swarm(
+    c: Any, swarm: Mapping[str, Any], spawner: Mapping[str, Any], hub: Mapping[str, Any]
+) -> None:
+    """Servers as Swarm services (``swarm.enabled``; README: Scaling out): the project's
+    ``TestbedSwarmSpawner`` (DockerSpawner's ``SwarmSpawner``) with the same image,
+    choices, limits and audit as on the station; the hub API and the database reached at
+    the station's address the workers know (``swarm.station_ip``; the hub binds there
+    too), the user's files through each worker's mount of the station's share
+    (``swarm.share_dir``), the user's volume made on the station before a start."""
+    from testbed_hub import swarm as sw
+
+    station_url = f"http://{swarm['station_ip']}:{hub['port']}"
+    c.JupyterHub.hub_connect_url = station_url
+    c.TestbedHub.extra_hub_bind_urls = [f"http://{hub['gateway_ip']}:{hub['port']}", station_url]
+    c.JupyterHub.spawner_class = "testbed_hub.swarm.TestbedSwarmSpawner"
+    c.TestbedSwarmSpawner.network_name = swarm["network"]
+    c.TestbedSwarmSpawner.placement = swarm["placement"]
+    c.TestbedSwarmSpawner.volumes = sw.share_volumes(spawner, swarm["share_dir"])
+    c.TestbedSwarmSpawner.station_volume_template = spawner["user_volume_template"]
+    c.TestbedSwarmSpawner.extra_container_spec = sw.service_container_spec(
+        spawner, swarm["station_ip"]
+    )
+    c.TestbedSwarmSpawner.pids_limit = int(spawner["pids_limit"])
+
+
 def _tname(typ: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", bool: "true/false", list: "a list"}
     names[dict] = "an object"
@@ -650,7 +725,8 @@ def apply(
     validate(settings)
     s = copy.deepcopy(dict(settings))
     probe = probe or Probe()
-    hub, proxy, auth, spawner, culler = (s[k] for k in _SECTIONS)
+    hub, proxy, auth, spawner, culler = (s[k] for k in _SECTIONS if k != "swarm")
+    swarm = s.get("swarm") or {"enabled": False}
 
     # -- hub ----------------------------------------------------------------
     # base_url comes from the path of bind_url (setting both makes JupyterHub warn)
@@ -753,6 +829,8 @@ def apply(
         **container.environment(spawner),
         "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval),
     }
+    if swarm["enabled"]:
+        apply_swarm(c, swarm, spawner, hub)
 
     # -- idle culler --------------------------------------------------------
     if culler["enabled"]:

@@ -1,10 +1,11 @@
 """What a user server on Docker Swarm needs beyond DockerSpawner's ``SwarmSpawner``.
 
-Issue 19, docs/ARCHITECTURE.md ("Scale-out on Docker Swarm"). Not wired
-into the hub's configuration yet. :class:`TestbedSwarmSpawner` is the project's
-spawner (its choices, progress, audit and port wait) on ``SwarmSpawner``; its
-decisions are functions over the Docker API's own documents (``docker inspect`` of a
-task, a node), so they are tested without a swarm. Measured facts they follow:
+Issue 19, docs/ARCHITECTURE.md ("Scale-out on Docker Swarm"). The hub uses it
+when its settings have ``swarm.enabled`` (:func:`testbed_hub.config.apply`).
+:class:`TestbedSwarmSpawner` is the project's spawner (its choices, progress, audit
+and port wait) on ``SwarmSpawner``; its decisions are functions over the Docker API's
+own documents (``docker inspect`` of a task, a node), so they are tested without a
+swarm. Measured facts they follow:
 
 * Kernels without IPVS (this project's CI machine) have no routing mesh and no
   service VIPs: a user service resolves by DNS round robin (``endpoint_mode``
@@ -28,14 +29,16 @@ task, a node), so they are tested without a swarm. Measured facts they follow:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from docker.errors import APIError
 from dockerspawner import SwarmSpawner
-from traitlets import Unicode
+from traitlets import Integer, Unicode, default
 
+from testbed_hub import startqueue
 from testbed_hub.container import Mount, mounts
 from testbed_hub.spawner import TestbedDockerSpawner
 
@@ -49,6 +52,15 @@ PLACEMENTS = {"workers": ["node.role == worker"], "any": []}
 
 #: Where each worker mounts the station's share (``station_share_mount_dir``).
 SHARE_DIR = "/srv/station"
+
+#: The notebook image's ``ENTRYPOINT`` (roles/notebook_image's Dockerfile; a unit test
+#: keeps the two equal). A service's ``command`` replaces it, so
+#: :func:`service_container_spec` repeats it after ``setpriv``.
+IMAGE_ENTRYPOINT = ("tini", "-g", "--")
+#: util-linux's ``setpriv`` (essential in Debian, so in the image): sets the process's
+#: no_new_privs bit, then runs the entrypoint. Swarm services cannot ask the engine for
+#: ``no-new-privileges`` before Docker's API 1.46; Debian 12's engine speaks 1.41.
+NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
 
 
 class SwarmError(RuntimeError):
@@ -148,6 +160,64 @@ def service_overrides(target_port: int, placement: str) -> dict[str, dict[str, A
     }
 
 
+def service_container_spec(spawner: Mapping[str, Any], station_ip: str) -> dict[str, Any]:
+    """``SwarmSpawner.extra_container_spec`` (docker-py's ``ContainerSpec`` keywords): the
+    confinement a server on the station gets from ``extra_host_config``
+    (:func:`testbed_hub.container.confinement`), as a service can carry it on Docker's
+    API 1.41 (Debian 12's engine), and the database's host name mapped to the station.
+
+    * ``cap_drop`` ``["ALL"]`` and ``cap_add`` the operator's capabilities
+      (``ContainerSpec.CapabilityDrop``/``CapabilityAdd``, API 1.41);
+    * ``no-new-privileges``: the service's ``command`` (Docker's entrypoint) is the
+      image's own :data:`IMAGE_ENTRYPOINT` after :data:`NO_NEW_PRIVS`, which works on
+      every engine (the API field ``Privileges.NoNewPrivileges`` needs 1.46); without
+      ``no_new_privileges`` the entrypoint is left to the image;
+    * ``hosts``: ``host_gateway_name`` (``host.docker.internal``, the host of
+      ``TESTBED_MONGO_URI``) is ``station_ip``, where the station's database listens for
+      the workers.
+
+    The process limit is a ``Resources`` field docker-py does not take
+    (:meth:`TestbedSwarmSpawner.docker` adds it). Raises ``ValueError`` when
+    ``station_ip`` is not an IP address.
+    """
+    try:
+        ipaddress.ip_address(station_ip)
+    except ValueError as exc:
+        raise ValueError(
+            f"jupyterhub_swarm_station_address {station_ip!r} is not an IP address: give the "
+            "station's address on the network its workers reach it by (the swarm's "
+            "advertise address)"
+        ) from exc
+    out: dict[str, Any] = {
+        "hosts": {spawner["host_gateway_name"]: station_ip},
+        "cap_drop": ["ALL"],
+        "cap_add": [str(c) for c in spawner["capabilities"]],
+    }
+    if spawner["no_new_privileges"]:
+        out["command"] = [*NO_NEW_PRIVS, *IMAGE_ENTRYPOINT]
+    return out
+
+
+def cluster_slots(nodes: list[Mapping[str, Any]], placement: str) -> int:
+    """Servers that may start at once on the swarm: the CPU cores of the nodes servers
+    may be placed on (``placement``: ``workers`` or ``any``), counting nodes that are
+    ``ready`` and ``active`` (``GET /nodes``: ``Description.Resources.NanoCPUs``). At
+    least 1. Raises ``ValueError`` for another ``placement``."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}")
+    cores = 0
+    for node in nodes:
+        if str(node.get("Status", {}).get("State", "")).lower() != "ready":
+            continue
+        if str(node.get("Spec", {}).get("Availability", "")).lower() != "active":
+            continue
+        if placement == "workers" and node.get("Spec", {}).get("Role") != "worker":
+            continue
+        nano = node.get("Description", {}).get("Resources", {}).get("NanoCPUs") or 0
+        cores += int(nano) // 1_000_000_000
+    return max(1, cores)
+
+
 def share_mounts(
     spawner: Mapping[str, Any], username: str, share_dir: str = SHARE_DIR
 ) -> list[Mount]:
@@ -210,6 +280,23 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
         "each start when missing, as DockerSpawner makes it there. Empty: none made.",
     )
 
+    pids_limit = Integer(
+        0,
+        config=True,
+        help="Processes and threads of one server (the service's Resources.Limits.Pids, "
+        "Docker's API 1.41); 0: no limit.",
+    )
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self) -> int:
+        # the cores of the nodes servers may run on (their imports run there), read
+        # once per spawner from the manager; the hub's own cores if it cannot answer
+        try:
+            return cluster_slots(self.client.nodes(), self.placement)
+        except (APIError, OSError, ValueError) as exc:
+            self.log.warning("Counting the swarm's cores failed (%s): the hub's are used", exc)
+            return startqueue.default_slots()
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         overrides = service_overrides(self.port, self.placement)
@@ -224,6 +311,15 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
             **self.extra_placement_spec,
         }
         self._lost = ""
+
+    async def docker(self, method: str, *args, **kwargs):
+        """DockerSpawner's call into docker-py, with :attr:`pids_limit` added to a new
+        service's ``Resources.Limits`` (docker-py's ``Resources`` has no such keyword)."""
+        if method == "create_service" and self.pids_limit:
+            template = kwargs["task_template"]
+            resources = template.setdefault("Resources", {})
+            resources.setdefault("Limits", {})["Pids"] = int(self.pids_limit)
+        return await super().docker(method, *args, **kwargs)
 
     async def make_station_volume(self, name: str, image: str) -> bool:
         """Make the volume ``name`` on the station (the manager's engine) unless it is
