@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from testbed_devtools.roletest import ansible_playbook, validation_results
 
@@ -74,6 +75,39 @@ CASES = {
         {"notebook_egress_hub": HUB, "notebook_egress_enabled": "maybe"},
         "notebook_egress_enabled",
     ),
+    # a swarm node (README: Scaling out)
+    "swarm_worker": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_bridge": "docker0",
+            "notebook_egress_ingress_from": ["10.20.0.2"],
+        },
+        None,
+    ),
+    "extra_bridge_same": (
+        {"notebook_egress_hub": HUB, "notebook_egress_extra_bridges": ["br-jupyter"]},
+        "other than notebook_egress_bridge",
+    ),
+    "ingress_host_name": (
+        {"notebook_egress_hub": HUB, "notebook_egress_ingress_from": ["station.lan"]},
+        "notebook_egress_ingress_from item",
+    ),
+    "restricted_network": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_restricted": [
+                {"address": "10.20.0.0/24", "ports": [8081], "from": ["10.20.0.3"]}
+            ],
+        },
+        "notebook_egress_restricted item",
+    ),
+    "restricted_nobody": (
+        {
+            "notebook_egress_hub": HUB,
+            "notebook_egress_restricted": [{"address": "10.20.0.2", "ports": [8081], "from": []}],
+        },
+        'allowed in "from" (at least one)',
+    ),
 }
 
 RENDER_VARS = {
@@ -115,7 +149,11 @@ def test_good_input_passes(results, case):
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("egress-render")
+    return render(tmp_path_factory.mktemp("egress-render"), RENDER_VARS)
+
+
+def render(tmp: Path, variables: dict) -> str:
+    """The rule set the role's template renders for ``variables``."""
     out = tmp / "egress.nft"
     play = [
         {
@@ -123,7 +161,12 @@ def rules(tmp_path_factory):
             "connection": "local",
             "gather_facts": False,
             "vars_files": [str(ROLE / "vars" / "main.yml")],
-            "vars": {**RENDER_VARS, "ansible_python_interpreter": sys.executable},
+            # the role's defaults under the given variables, as Ansible layers them
+            "vars": {
+                **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
+                **variables,
+                "ansible_python_interpreter": sys.executable,
+            },
             "tasks": [
                 {
                     "ansible.builtin.template": {
@@ -169,4 +212,45 @@ def test_each_chain_allows_the_endpoints_and_refuses_the_rest(rules, hook):
         'ip6 daddr fd00::53 udp dport 53 accept comment "allow"',
         "meta l4proto tcp counter name refused reject with tcp reset",
         "counter name refused reject with icmpx type admin-prohibited",
+    ]
+
+
+SWARM_STATION = {
+    **RENDER_VARS,
+    "notebook_egress_extra_bridges": ["docker0"],
+    "notebook_egress_ingress_from": ["10.20.0.2"],
+    "notebook_egress_restricted": [
+        {"address": "10.20.0.2", "ports": [8081, 27017], "from": ["10.20.0.3", "10.20.0.4"]}
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def swarm_rules(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("egress-swarm"), SWARM_STATION)
+
+
+def test_a_swarm_node_locks_every_bridge_and_its_published_ports(swarm_rules):
+    both = '{ "br-jupyter", "docker0" }'
+    forward = chain(swarm_rules, "forward")
+    assert forward[1:4] == [
+        f"oifname {both} iifname != {both} meta nfproto ipv4 ct state new "
+        'ip saddr != { 10.20.0.2 } counter name refused reject comment "ingress_from"',
+        f"oifname {both} iifname != {both} meta nfproto ipv6 ct state new "
+        'counter name refused reject comment "ingress_from"',
+        f"iifname != {both} accept",
+    ]
+    assert forward[-2:] == [
+        "meta l4proto tcp counter name refused reject with tcp reset",
+        "counter name refused reject with icmpx type admin-prohibited",
+    ]
+
+
+def test_the_stations_hub_port_is_restricted_to_the_workers(swarm_rules):
+    both = '{ "br-jupyter", "docker0" }'
+    assert chain(swarm_rules, "input")[1:3] == [
+        'ip daddr 10.20.0.2 tcp dport { 8081, 27017 } iifname != { "lo", "br-jupyter", '
+        '"docker0" } ip saddr != { 10.20.0.3, 10.20.0.4 } counter name refused reject with '
+        'tcp reset comment "restricted"',
+        f"iifname != {both} accept",
     ]

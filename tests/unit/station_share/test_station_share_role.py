@@ -38,6 +38,46 @@ CASES = {
         {**ADDR, "station_share_root": "/var/lib/docker/volumes/share"},
         "must not lie inside station_share_volumes_dir",
     ),
+    # the notebook image the workers load through the share
+    "worker_image": (
+        {
+            **ADDR,
+            "station_share_images_dir": "/var/lib/testbed-share/images",
+            "station_share_worker_images": [
+                {"ref": "testbed-hub/notebook:0123456789ab", "file": "nb-0123456789ab.tar"}
+            ],
+        },
+        None,
+    ),
+    "image_without_dir": (
+        {
+            **ADDR,
+            "station_share_worker_images": [{"ref": "testbed-hub/notebook:1", "file": "nb-1.tar"}],
+        },
+        "needs station_share_images_dir",
+    ),
+    "image_file_path": (
+        {
+            **ADDR,
+            "station_share_images_dir": "/var/lib/testbed-share/images",
+            "station_share_worker_images": [
+                {"ref": "testbed-hub/notebook:1", "file": "../../etc/shadow.tar"}
+            ],
+        },
+        "a file name ending in .tar",
+    ),
+    "image_without_tag": (
+        {
+            **ADDR,
+            "station_share_images_dir": "/var/lib/testbed-share/images",
+            "station_share_worker_images": [{"ref": "testbed-hub/notebook", "file": "nb.tar"}],
+        },
+        "a ref name:tag",
+    ),
+    "images_top_folder": (
+        {**ADDR, "station_share_images_dir": "/var"},
+        "station_share_images_dir must be an absolute folder",
+    ),
 }
 # Refused by the argument specs (their task), not by a later assert.
 BY_SPEC = {"port_type"}
