@@ -192,7 +192,10 @@ SPAWNER = {
 }
 VOLUME = "jupyterhub-user-probe"
 WORK, _SHARED, MEDIA = share_mounts(SPAWNER, "probe")
-MEDIA_FILE = "exp-001/take-1.wav"  # converge.yml's pre_tasks put it on the station
+# A recording the simulator seeded on the station (site.yml's testbed_sim).
+MEDIA_FILE = on(
+    STATION, "sh", "-c", "cd /srv/lmr/wavs && ls exp-001/*.wav | head -1", check=False
+).stdout.strip()
 
 
 def run_on(worker: str, binds: list[tuple[str, str, bool]], script: str, check: bool = True):
@@ -328,6 +331,7 @@ def test_file_written_on_one_worker_is_read_on_the_other_and_on_the_station(user
 
 
 def test_recordings_are_readable_and_read_only_on_the_workers():
+    assert MEDIA_FILE.endswith(".wav"), "no recording in /srv/lmr/wavs/exp-001 on the station"
     want = on(STATION, "sha256sum", f"/srv/lmr/wavs/{MEDIA_FILE}").stdout.split()[0]
     for worker in WORKERS:
         media = (MEDIA.source, MEDIA.target, True)
