@@ -77,6 +77,8 @@ def wait_ready(token: str, user: str, timeout: float = 180) -> dict:
 
 
 def start(token: str, user: str) -> dict:
+    r = api(token, "POST", f"/users/{user}")  # a user who never logged in yet
+    assert r["status"] in (201, 409), r["body"]
     r = api(token, "POST", f"/users/{user}/server")
     assert r["status"] in (201, 202), r["body"]
     return wait_ready(token, user)

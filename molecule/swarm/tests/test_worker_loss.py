@@ -11,19 +11,39 @@ import time
 from test_hub_on_swarm import HUB, NB, NOTE, USERS, api, inside, placed, wait_ready
 from test_swarm import STATION, WORKERS, inspect, on, wait_for
 
-# Runs on the station: the start's progress events (JupyterHub's event stream) until
-# the server is ready or 120 s passed, one message per line.
-PROGRESS = r"""
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1], headers={"Authorization": "token " + sys.argv[2]})
-with urllib.request.urlopen(req, timeout=120) as r:
-    for line in r:
-        line = line.decode().strip()
-        if line.startswith("data:"):
-            event = json.loads(line[5:])
-            print(event.get("message", ""), flush=True)
-            if event.get("ready") or event.get("failed"):
-                break
+# Runs on the station: starts the user's server (POST, which JupyterHub answers only
+# once the server is ready or 10 s passed) and meanwhile reads the start's progress
+# events (JupyterHub's event stream, 400 until the start is pending), one message
+# per line, then the POST's status.
+START_AND_WATCH = r"""
+import json, sys, threading, time, urllib.error, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+def call(method, url):
+    req = urllib.request.Request(url, method=method, headers={"Authorization": "token " + token})
+    return urllib.request.urlopen(req, timeout=120)
+posted = {}
+def post():
+    posted["status"] = call("POST", base + "/server").status
+threading.Thread(target=post).start()
+deadline = time.monotonic() + 30
+while True:
+    try:
+        stream = call("GET", base + "/server/progress")
+        break
+    except urllib.error.HTTPError as e:
+        if e.code != 400 or time.monotonic() > deadline:
+            raise
+        time.sleep(0.02)
+for line in stream:
+    line = line.decode().strip()
+    if line.startswith("data:"):
+        event = json.loads(line[5:])
+        print(event.get("message", ""), flush=True)
+        if event.get("ready") or event.get("failed"):
+            break
+while "status" not in posted and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(posted.get("status"))
 """
 
 
@@ -51,11 +71,10 @@ def test_the_hub_sees_the_lost_server_and_the_next_start_lands_elsewhere(token, 
     log = on(STATION, "journalctl", "-u", "jupyterhub", "--no-pager", "-n", "200").stdout
     assert f"Server of {lost} is gone" in log and dead in log
 
-    r = api(token, "POST", f"/users/{lost}/server")
-    assert r["status"] in (201, 202), r["body"]
-    messages = on(
-        STATION, "python3", "-c", PROGRESS, f"{HUB}/api/users/{lost}/server/progress", token
+    *messages, status = on(
+        STATION, "python3", "-c", START_AND_WATCH, f"{HUB}/api/users/{lost}", token
     ).stdout.splitlines()
+    assert status in ("201", "202"), (status, messages)
     assert any(m.startswith("Your last server stopped:") and dead in m for m in messages), messages
     wait_ready(token, lost)
     node, _ = placed(lost)

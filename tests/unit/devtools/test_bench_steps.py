@@ -586,6 +586,17 @@ def faked_station(monkeypatch, tmp_path):
             "all_ready_s": 4.0,
             "failures": 0,
         },
+        "cluster_burst": lambda users, out_dir: {
+            "users": len(users),
+            "runs": runs * len(users),
+            "first_s": 1.5,
+            "p50_s": 5.0,
+            "p95_s": 7.0,
+            "all_ready_s": 8.0,
+            "failures": 0,
+            "nodes": {"tb-swarm-w1": len(users) // 2, "tb-swarm-w2": len(users) - len(users) // 2},
+            "converge_s": 400.0,
+        },
         "spawn_burst_unlimited": lambda inst, url, users: {
             "users": len(users),
             "runs": runs * len(users),
@@ -667,6 +678,9 @@ def test_without_playwright_the_browser_row_is_not_measured_and_the_run_fails(
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["failed_steps"] == ["spawn_browser"]
     # the start line's baseline, in the same run, as a reported row
+    # the burst on a swarm, after the bench station, as a reported row
+    (swarm,) = [ln for ln in out.splitlines() if ln.startswith("burst on a swarm")]
+    assert "(20 users)" in swarm and "servers on tb-swarm-w1 10, tb-swarm-w2 10" in swarm
     (base,) = [ln for ln in out.splitlines() if "(no start line: baseline)" in ln]
     assert "first 3 s, p50 4 s, last 6 s, failed 0" in base and base.split()[-1] == "-"
     # issue 15's figures: in the JSON and in the table, each beside its target
@@ -702,8 +716,11 @@ def test_when_the_fresh_converge_fails_every_later_figure_is_not_measured(
     assert bench.main(["--json", str(tmp_path / "bench.json")]) == 1
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if "not measured" in ln]
-    assert len(lines) == sum(len(f) for k, f in bench.FIGURES.items() if k != "rerun")
+    # the cluster's burst needs no bench station: it is still measured
+    station_only = {k: f for k, f in bench.FIGURES.items() if k not in ("rerun", "cluster_burst")}
+    assert len(lines) == sum(len(f) for f in station_only.values())
     assert all(ln.split()[-1] == "FAIL" for ln in lines)
+    assert any(ln.startswith("burst on a swarm") for ln in out.splitlines())
     assert any(ln.startswith("memory of one idle user server") for ln in lines)
 
 
@@ -872,3 +889,79 @@ def test_the_start_line_switch_edits_the_settings_and_puts_them_back_byte_for_by
         assert restarts.read_text().splitlines() == ["restart jupyterhub"] * 3
     finally:
         server.shutdown()
+
+
+class FakeStation:
+    """The cluster's manager: its address and what ``docker service ps`` says."""
+
+    def __init__(self, nodes: str):
+        self.nodes = nodes
+        self.commands: list[str] = []
+
+    def ip(self) -> str:
+        return "172.17.0.2"
+
+    def check_output(self, cmd: str) -> str:
+        self.commands.append(cmd)
+        return self.nodes
+
+
+def test_the_cluster_burst_converges_the_swarm_bursts_then_destroys_it(tmp_path):
+    calls = []
+
+    def molecule(command, logfile, extra):
+        calls.append((command, extra))
+
+    def burst(base_url, users):
+        calls.append(("burst", base_url, len(users)))
+        return {"users": len(users), "runs": [], "first_s": 2.1, "p50_s": 9.2,
+                "all_ready_s": 17.5, "failures": 0}  # fmt: skip
+
+    station = FakeStation("tb-swarm-w1\ntb-swarm-w2\ntb-swarm-w1\n")
+    users = ["swarm-01@testbed.example", "swarm-02@testbed.example", "swarm-03@testbed.example"]
+    got = bench.cluster_burst(users, tmp_path, molecule=molecule, station=station, burst=burst)
+    users_file = tmp_path / "cluster-users.json"
+    assert calls == [
+        ("converge", ["-e", f"@{users_file}"]),
+        ("burst", "https://172.17.0.2", 3),
+        ("destroy", None),
+    ]
+    # the simulator's login knows the burst's users
+    assert json.loads(users_file.read_text()) == {
+        "testbed_sim_auth_users": [{"name": u} for u in users]
+    }
+    assert got["nodes"] == {"tb-swarm-w1": 2, "tb-swarm-w2": 1}
+    (row,) = bench.rows({"cluster_burst": got})
+    assert row.figure.startswith("burst on a swarm: station + 2 workers")
+    assert row.value == (
+        "first 2.1 s, p50 9.2 s, last 17.5 s, failed 0; servers on tb-swarm-w1 2, tb-swarm-w2 1"
+    )
+    assert (row.target, row.met) == ("report", None)
+
+
+def test_the_cluster_is_destroyed_when_its_burst_fails(tmp_path):
+    calls = []
+
+    def molecule(command, logfile, extra):
+        calls.append(command)
+
+    def broken(base_url, users):
+        raise RuntimeError("no hub")
+
+    with pytest.raises(RuntimeError, match="no hub"):
+        bench.cluster_burst(
+            ["u"], tmp_path, molecule=molecule, station=FakeStation(""), burst=broken
+        )
+    assert calls == ["converge", "destroy"]
+
+
+def test_cluster_options_are_checked():
+    _, problems = bench.parse_args(["--cluster-burst", "-1"])
+    assert problems == ["--cluster-burst must be 0 (no cluster step) or more (got -1)"]
+    _, problems = bench.parse_args(["--cluster-only", "--cluster-burst", "0"])
+    assert problems == ["--cluster-only needs --cluster-burst of at least 1"]
+    args, problems = bench.parse_args(["--cluster-burst", "4"])
+    assert problems == []
+    users = bench.bench_users(args)
+    assert users["cluster"] == [f"swarm-0{i}@testbed.example" for i in range(1, 5)]
+    assert not set(users["cluster"]) & set(users["all"])  # not the bench station's

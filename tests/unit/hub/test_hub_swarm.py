@@ -201,6 +201,28 @@ async def test_a_server_on_a_dead_worker_is_gone_and_the_next_start_says_so():
 
 
 @pytest.mark.asyncio
+async def test_the_reason_outlives_the_spawner_jupyterhub_drops_after_the_loss():
+    """JupyterHub's User.stop after a failed poll: clear_state, the state saved, the
+    Spawner dropped; the next start's Spawner is new and loads that state."""
+    gone = swarm_spawner(FakeSwarm(task("running", "shutdown", ports=[HOST_PORT]), node("down")))
+    gone.object_id = "svc1"
+    reason = await gone.poll()
+    gone.clear_state()
+    saved = gone.get_state()
+    assert saved["testbed_lost"] == reason  # beside what DockerSpawner keeps (the object)
+    fresh = swarm_spawner(FakeSwarm(None, None))
+    fresh.load_state(saved)
+    assert [e["message"] for e in fresh._first_steps()] == [
+        f"Your last server stopped: {reason}. Starting a new one."
+    ]
+    # said once: the state saved after that start no longer carries it
+    assert "testbed_lost" not in fresh.get_state()
+    again = swarm_spawner(FakeSwarm(None, None))
+    again.load_state(fresh.get_state())
+    assert again._first_steps() == []
+
+
+@pytest.mark.asyncio
 async def test_a_node_gone_from_the_swarm_is_named_for_the_address():
     s = swarm_spawner(FakeSwarm(task(ports=[HOST_PORT]), None))
     assert await s.poll() == "an unknown node is gone: the server there is lost"

@@ -715,6 +715,67 @@ def spawn_burst_unlimited(
     return res
 
 
+# -- on a swarm: the station and two workers (README: Scaling out) ---------------------
+#: The Molecule scenario whose three instances make the bench's cluster.
+CLUSTER_SCENARIO = "swarm"
+CLUSTER_STATION = "tb-swarm-station"
+
+
+def _molecule(command: str, logfile: Path, extra: list[str] | None = None) -> None:
+    """``molecule <command> -s swarm`` (``-- extra`` passed on to ansible-playbook)."""
+    here = Path(sys.executable).with_name("molecule")
+    argv = [str(here) if here.exists() else "molecule", command, "-s", CLUSTER_SCENARIO]
+    if extra:
+        argv += ["--", *extra]
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0"}
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
+    logfile.write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError(
+            f"molecule {command} -s {CLUSTER_SCENARIO} exited {r.returncode}: see {logfile}"
+        )
+
+
+def service_nodes(station: Instance) -> dict[str, int]:
+    """Users' servers per node of the swarm (``docker service ps`` on the manager)."""
+    out = station.check_output(
+        "for s in $(docker service ls -q --filter name=jupyter-); do "
+        "docker service ps -q --filter desired-state=running --format '{{.Node}}' $s; done"
+    )
+    nodes: dict[str, int] = {}
+    for node in out.split():
+        nodes[node] = nodes.get(node, 0) + 1
+    return dict(sorted(nodes.items()))
+
+
+def cluster_burst(
+    users: list[str],
+    out_dir: Path,
+    *,
+    molecule: Callable[[str, Path, list[str] | None], None] = _molecule,
+    station: Instance | None = None,
+    burst: Callable[[str, list[str]], dict[str, Any]] = spawn_burst,
+) -> dict[str, Any]:
+    """The burst on a swarm: the Molecule scenario ``swarm`` converged (the demo's
+    ``site.yml`` on a station and two workers, each its own Docker engine on this
+    machine, the bench users added to the simulator's login), ``users`` at once
+    through nginx on the station, where their servers landed, then the instances
+    destroyed (also when a step fails). Seconds of the converge, the burst's figures."""
+    station = station or Instance(CLUSTER_STATION)
+    users_file = out_dir / "cluster-users.json"
+    users_file.write_text(json.dumps({"testbed_sim_auth_users": [{"name": u} for u in users]}))
+    try:
+        t0 = time.monotonic()
+        molecule("converge", out_dir / "cluster-converge.log", ["-e", f"@{users_file}"])
+        converge_s = time.monotonic() - t0
+        res = burst(f"https://{station.ip()}", users)
+        res["nodes"] = service_nodes(station)
+        res["converge_s"] = round(converge_s, 1)
+        return res
+    finally:
+        molecule("destroy", out_dir / "cluster-destroy.log", None)
+
+
 # -- in Chromium -----------------------------------------------------------------------
 def browser_login(browser: Any, base_url: str, user: str, timeout: float = 120.0) -> dict:
     """One new user in a fresh browser profile: login form submitted -> JupyterLab
@@ -1244,6 +1305,16 @@ def _spawn_burst_unlimited(bu: dict[str, Any]) -> list[Row]:
     return [Row(f"{FIGURES['spawn_burst_unlimited'][0][0]} ({bu['users']} users)", _ready(bu))]
 
 
+def _cluster_burst(cb: dict[str, Any]) -> list[Row]:
+    placed = ", ".join(f"{node} {n}" for node, n in cb["nodes"].items()) or "none"
+    return [
+        Row(
+            f"{FIGURES['cluster_burst'][0][0]} ({cb['users']} users)",
+            f"{_ready(cb)}; servers on {placed}",
+        )
+    ]
+
+
 def _spawn_burst_large(bl: dict[str, Any]) -> list[Row]:
     n = bl["users"]
     out = [
@@ -1405,6 +1476,9 @@ FIGURES: dict[str, list[tuple[str, list[str]]]] = {
     "spawn_burst_unlimited": [
         ("the same burst with every start at once (no start line: baseline)", []),
     ],
+    "cluster_burst": [
+        ("burst on a swarm: station + 2 workers on this machine, first / p50 / last", []),
+    ],
     "spawn_burst_large": [
         ("burst: new users at once, last ready", ["burst_large_last_s"]),
         ("hub CPU during the burst", []),
@@ -1444,6 +1518,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "spawn_burst": _spawn_burst,
     "spawn_burst_unlimited": _spawn_burst_unlimited,
     "spawn_burst_large": _spawn_burst_large,
+    "cluster_burst": _cluster_burst,
     "auth": _auth,
     "batch": _batch,
     "image": _image,
@@ -1506,6 +1581,7 @@ def plot(res: dict[str, Any], path: Path) -> Path | None:
         "spawn_burst": lambda d: f"burst of {d['users']} at once",
         "spawn_burst_unlimited": lambda d: f"burst of {d['users']}, no start line (baseline)",
         "spawn_burst_large": lambda d: f"burst of {d['users']} at once",
+        "cluster_burst": lambda d: f"burst of {d['users']} on a swarm (2 workers, same machine)",
     }
     series = [
         (key, label(res[key]), sorted(r["ready_s"] for r in res[key]["runs"] if r["ok"]))
@@ -1579,6 +1655,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         default=50,
         help="users in the large burst, after every server is stopped (default %(default)s)",
     )
+    p.add_argument(
+        "--cluster-burst",
+        type=int,
+        default=20,
+        help="users in the burst on a swarm (the Molecule scenario swarm; 0: no cluster "
+        "step; default %(default)s)",
+    )
+    p.add_argument(
+        "--cluster-only",
+        action="store_true",
+        help="only the burst on a swarm (no bench base station)",
+    )
     p.add_argument("--experiments", type=int, default=20, help="batch size (default %(default)s)")
     p.add_argument(
         "--reuse", action="store_true", help="keep an existing bench instance (no fresh converge)"
@@ -1600,6 +1688,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         for k in ("samples", "browser_samples", "burst", "burst_large", "experiments")
         if getattr(args, k) < 1
     ]
+    if args.cluster_burst < 0:
+        problems.append(
+            f"--cluster-burst must be 0 (no cluster step) or more (got {args.cluster_burst})"
+        )
+    if args.cluster_only and args.cluster_burst < 1:
+        problems.append("--cluster-only needs --cluster-burst of at least 1")
     if args.experiments > 24:
         problems.append(f"--experiments {args.experiments}: the simulator seeds 24 experiments")
     return args, problems
@@ -1613,12 +1707,17 @@ def bench_users(args: argparse.Namespace) -> dict[str, list[str]]:
         "burst": ("burst", args.burst),
         "burst_unlimited": ("free", args.burst),
         "burst_large": ("large", args.burst_large),
+        "cluster": ("swarm", args.cluster_burst),
     }
     users = {
         key: [f"{prefix}-{i:02d}@testbed.example" for i in range(1, n + 1)]
         for key, (prefix, n) in groups.items()
     }
-    users["all"] = [ADMIN, "bob@testbed.example", *(u for k in groups for u in users[k])]
+    users["all"] = [
+        ADMIN,
+        "bob@testbed.example",
+        *(u for k in groups if k != "cluster" for u in users[k]),
+    ]
     return users
 
 
@@ -1653,6 +1752,41 @@ def main(argv: list[str] | None = None) -> int:
 
     clean = REPO / "playbooks" / "demo-clean.yml"
     extra = ["-e", "demo_https_port=18443", "-e", "demo_http_port=18080"]
+    if not args.cluster_only:
+        station_steps(args, users, inventory, inst, res, failed, step, out_dir, clean, extra)
+    # After the bench station is gone (unless --keep): the cluster's three engines
+    # have the machine to themselves.
+    if args.cluster_burst:
+        step(
+            "cluster_burst",
+            f"a swarm (scenario swarm: station + 2 workers), burst of {args.cluster_burst}",
+            lambda: cluster_burst(users["cluster"], out_dir),
+        )
+    res["finished"] = time.strftime("%FT%TZ", time.gmtime())
+    res["failed_steps"] = failed
+    write_json(args.json, res)
+    print()
+    print(table(rows(res)))
+    print(f"\nraw figures: {args.json}")
+    if picture := plot(res, out_dir / "spawn.png"):
+        print(f"spawn latency plot: {picture}")
+    return 1 if failed else 0
+
+
+def station_steps(  # noqa: PLR0913 - main's state, handed over whole
+    args: argparse.Namespace,
+    users: dict[str, list[str]],
+    inventory: Path,
+    inst: Instance,
+    res: dict[str, Any],
+    failed: list[str],
+    step: Callable[[str, str, Callable[[], Any]], None],
+    out_dir: Path,
+    clean: Path,
+    extra: list[str],
+) -> None:
+    """Every step on the bench base station (a fresh one unless ``--reuse``), which is
+    removed at the end unless ``--keep``."""
     if not args.reuse:
         log(f"removing any earlier {args.name}")
         ansible(inventory, clean, out_dir / "clean.log", [])
@@ -1740,18 +1874,9 @@ def main(argv: list[str] | None = None) -> int:
             "run-notebook --all over 04-mouth-to-ear",
             lambda: m2e_notebook(inst, os.cpu_count() or 2),
         )
-    res["finished"] = time.strftime("%FT%TZ", time.gmtime())
-    res["failed_steps"] = failed
-    write_json(args.json, res)
-    print()
-    print(table(rows(res)))
-    print(f"\nraw figures: {args.json}")
-    if picture := plot(res, out_dir / "spawn.png"):
-        print(f"spawn latency plot: {picture}")
     if not args.keep:
         log(f"removing {args.name} (--keep leaves it running)")
         ansible(inventory, clean, out_dir / "clean.log", [])
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -393,6 +393,19 @@ class TestbedSwarmSpawner(TestbedDockerSpawner, SwarmSpawner):
             self.started_image = spec.get("Image", "").split("@", 1)[0]
         return None
 
+    # JupyterHub drops a stopped server's Spawner and makes a new one for the next
+    # start (User.stop), keeping only the state it saves after clear_state(): the
+    # reason the server was lost travels there until that start tells the user.
+    def get_state(self):
+        state = super().get_state()
+        if self._lost:
+            state["testbed_lost"] = self._lost
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._lost = state.get("testbed_lost", "") or getattr(self, "_lost", "")
+
     def _first_steps(self) -> list[dict[str, Any]]:
         lost, self._lost = self._lost, ""
         if not lost:
