@@ -237,3 +237,33 @@ def test_the_stations_hub_and_database_answer_the_swarms_nodes_only():
     for port in (8081, database_port()):
         with pytest.raises(OSError):
             socket.create_connection((station, port), timeout=5).close()
+
+
+def test_a_hub_restart_leaves_the_servers_on_the_workers_running(token, servers):
+    """The hub is a host process and the servers Swarm services: after `systemctl
+    restart jupyterhub` the hub finds each running task again (its saved state, poll)
+    and the same tasks serve on, nothing restarted."""
+    before = {user: placed(user) for user in USERS}
+    on(STATION, "systemctl", "restart", "jupyterhub")
+
+    def healthy():
+        code = (
+            f"import urllib.request;print(urllib.request.urlopen('{HUB}/health', timeout=5).status)"
+        )
+        return on(STATION, "python3", "-c", code, check=False).stdout.strip() == "200"
+
+    wait_for("the hub's health check after its restart", healthy, timeout=90)
+    for user in USERS:
+        assert wait_ready(token, user, timeout=60)["ready"] is True
+        assert placed(user) == before[user], user  # the same node, the same container
+        # and it still answers through the proxy the hub routes to it
+        code = (
+            "import urllib.request, urllib.error\n"
+            "try:\n"
+            f"    r = urllib.request.urlopen('http://127.0.0.1:8000/jupyter/user/{user}/api',"
+            " timeout=10)\n"
+            "    print(r.status)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code)\n"
+        )
+        assert on(STATION, "python3", "-c", code).stdout.strip() == "200", user

@@ -566,6 +566,11 @@ def faked_station(monkeypatch, tmp_path):
         ansible_calls.append(f"{playbook.name} ({strategy})" if strategy else playbook.name)
         return {"seconds": 20.0, "ok": 9, "changed": 0, "unreachable": 0, "failed": 0}
 
+    def burst(users, first, p50, p95, last):
+        """A burst's figures as spawn_burst returns them, every user served."""
+        return {"users": len(users), "runs": runs * len(users), "first_s": first,
+                "p50_s": p50, "p95_s": p95, "all_ready_s": last, "failures": 0}  # fmt: skip
+
     steps = {
         "ansible": ansible,
         "image_size": lambda inst: {"gb": 0.9},
@@ -577,35 +582,13 @@ def faked_station(monkeypatch, tmp_path):
             "cpu_s_median": 0.5,
         },
         "server_memory": lambda inst, user: {"rss_mb": 100.0, "processes": 1},
-        "spawn_burst": lambda url, users: {
-            "users": len(users),
-            "runs": runs * len(users),
-            "first_s": 1.0,
-            "p50_s": 2.0,
-            "p95_s": 3.0,
-            "all_ready_s": 4.0,
-            "failures": 0,
-        },
+        "spawn_burst": lambda url, users: burst(users, 1.0, 2.0, 3.0, 4.0),
         "cluster_burst": lambda users, out_dir: {
-            "users": len(users),
-            "runs": runs * len(users),
-            "first_s": 1.5,
-            "p50_s": 5.0,
-            "p95_s": 7.0,
-            "all_ready_s": 8.0,
-            "failures": 0,
+            **burst(users, 1.5, 5.0, 7.0, 8.0),
             "nodes": {"tb-swarm-w1": len(users) // 2, "tb-swarm-w2": len(users) - len(users) // 2},
             "converge_s": 400.0,
         },
-        "spawn_burst_unlimited": lambda inst, url, users: {
-            "users": len(users),
-            "runs": runs * len(users),
-            "first_s": 3.0,
-            "p50_s": 4.0,
-            "p95_s": 5.0,
-            "all_ready_s": 6.0,
-            "failures": 0,
-        },
+        "spawn_burst_unlimited": lambda inst, url, users: burst(users, 3.0, 4.0, 5.0, 6.0),
         "spawn_burst_large": lambda inst, url, users: {
             "users": len(users),
             "runs": runs,
@@ -920,7 +903,7 @@ def test_the_cluster_burst_converges_the_swarm_bursts_then_destroys_it(tmp_path)
     station = FakeStation("tb-swarm-w1\ntb-swarm-w2\ntb-swarm-w1\n")
     users = ["swarm-01@testbed.example", "swarm-02@testbed.example", "swarm-03@testbed.example"]
     got = bench.cluster_burst(users, tmp_path, molecule=molecule, station=station, burst=burst)
-    users_file = tmp_path / "cluster-users.json"
+    users_file = (tmp_path / "cluster-users.json").resolve()
     assert calls == [
         ("converge", ["-e", f"@{users_file}"]),
         ("burst", "https://172.17.0.2", 3),

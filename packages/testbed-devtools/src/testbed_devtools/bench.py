@@ -762,7 +762,7 @@ def cluster_burst(
     through nginx on the station, where their servers landed, then the instances
     destroyed (also when a step fails). Seconds of the converge, the burst's figures."""
     station = station or Instance(CLUSTER_STATION)
-    users_file = out_dir / "cluster-users.json"
+    users_file = (out_dir / "cluster-users.json").resolve()  # molecule runs elsewhere
     users_file.write_text(json.dumps({"testbed_sim_auth_users": [{"name": u} for u in users]}))
     try:
         t0 = time.monotonic()
